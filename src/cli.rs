@@ -1,0 +1,320 @@
+//! The `meshloop` commands: argument parsing, output for people and tools, exit codes.
+//!
+//! Exit codes are a contract: 0 ok, 1 something failed (an object, a file, the cluster),
+//! 2 usage or configuration error. Text output is for a terminal (aligned columns, colour only
+//! on a TTY and never with `NO_COLOR`); `--output json` is for tools and is printed whole on
+//! stdout, diagnostics go to stderr.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::cluster::{Cluster, Target};
+use crate::config::Config;
+use crate::manifest::LoadError;
+use crate::sources::SourceSet;
+use crate::sync::{self, Outcome, SyncOptions, SyncReport};
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meshloop",
+    version,
+    about = "Owns the Istio routing objects of a local dev loop: applies them on every save, prunes what left the files, verifies the gateway path",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct Global {
+    /// The config file (default: meshloop.yaml in the working directory).
+    #[arg(long, global = true, env = "MESHLOOP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The kubeconfig file (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: the current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the routing objects once (server-side apply) and prune what left the files.
+    Apply(ApplyArgs),
+    /// Show what `apply` would change, from a server-side dry run.
+    Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Send everything as a server-side dry run; nothing is changed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not delete objects that left the files (overrides `prune: true`).
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Take fields owned by another field manager (overrides `force_conflicts`).
+    #[arg(long)]
+    pub force_conflicts: bool,
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Leave out pruning from the comparison.
+    #[arg(long)]
+    pub no_prune: bool,
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+/// Why a command stopped early, mapped to an exit code.
+#[derive(Debug)]
+enum Failure {
+    /// Usage or configuration: exit 2.
+    Usage(String),
+    /// Something failed: exit 1 (the message is already printed when empty).
+    Failed(String),
+}
+
+impl Failure {
+    fn exit(self) -> ExitCode {
+        match self {
+            Failure::Usage(m) => {
+                eprintln!("{} {m}", paint("error:", RED));
+                ExitCode::from(2)
+            }
+            Failure::Failed(m) => {
+                if !m.is_empty() {
+                    eprintln!("{} {m}", paint("error:", RED));
+                }
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Apply(args) => apply(&cli.global, args).await,
+        Command::Diff(args) => {
+            let apply_args = ApplyArgs {
+                dry_run: true,
+                no_prune: args.no_prune,
+                force_conflicts: false,
+                output: args.output,
+            };
+            diff(&cli.global, apply_args).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => f.exit(),
+    }
+}
+
+/// Reads the config named by `--config`, or `meshloop.yaml` in the working directory.
+pub fn load_config(global: &Global) -> Result<Config, String> {
+    match &global.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None => {
+            let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+            Config::discover(&cwd).map_err(|e| e.to_string())
+        }
+    }
+}
+
+pub fn target(global: &Global) -> Target {
+    Target {
+        kubeconfig: global.kubeconfig.clone(),
+        context: global.context.clone(),
+    }
+}
+
+/// Loads the config, connects, reads the sources and syncs once.
+async fn sync_once(global: &Global, args: &ApplyArgs) -> Result<(SyncReport, Vec<LoadError>, Config), Failure> {
+    let config = load_config(global).map_err(Failure::Usage)?;
+    if config.sources.is_empty() {
+        return Err(Failure::Usage(format!(
+            "no sources: add `sources:` to {} (or create a routing/ directory)",
+            config.file.as_ref().map_or_else(|| "meshloop.yaml".into(), |f| f.display().to_string())
+        )));
+    }
+    let cluster = Cluster::connect(&target(global)).await.map_err(|e| Failure::Failed(e.to_string()))?;
+    let namespace = config.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
+    let mut set = SourceSet::new(config.clone(), namespace);
+    set.load_all();
+    for s in set.skipped() {
+        eprintln!(
+            "{} {} is not a kind meshloop owns: skipped {} object(s), first at {} (add it to owned_kinds to manage it)",
+            paint("warning:", YELLOW),
+            s.kind,
+            s.count,
+            s.first
+        );
+    }
+    let (desired, errors) = set.desired();
+    for p in set.problems() {
+        eprintln!("{} {}: {}", paint("error:", RED), p.source, p.message);
+    }
+    let opts = SyncOptions {
+        instance: config.instance.clone(),
+        owned: config.owned_kinds.clone(),
+        prune: config.prune && !args.no_prune,
+        force_conflicts: config.force_conflicts || args.force_conflicts,
+        dry_run: args.dry_run,
+    };
+    let report = sync::sync(&cluster, &desired, &opts).await;
+    let mut errors = errors;
+    errors.extend(set.problems().iter().map(|p| LoadError {
+        file: p.source.clone(),
+        pos: Default::default(),
+        object: None,
+        message: p.message.clone(),
+    }));
+    Ok((report, errors, config))
+}
+
+async fn apply(global: &Global, args: ApplyArgs) -> Result<(), Failure> {
+    let (report, errors, _) = sync_once(global, &args).await?;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({"report": report, "errors": errors})),
+        Output::Text => {
+            print_errors(&errors);
+            print_report(&report, false);
+        }
+    }
+    if report.ok() && errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(String::new()))
+    }
+}
+
+async fn diff(global: &Global, args: ApplyArgs) -> Result<(), Failure> {
+    let (report, errors, _) = sync_once(global, &args).await?;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({"diff": report.objects, "errors": errors, "prune_blocked": report.prune_blocked})),
+        Output::Text => {
+            print_errors(&errors);
+            print_report(&report, true);
+        }
+    }
+    if report.ok() && errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(String::new()))
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, v);
+    let _ = writeln!(out);
+}
+
+fn print_errors(errors: &[LoadError]) {
+    for e in errors {
+        eprintln!("{} {e}", paint("error:", RED));
+    }
+}
+
+/// One line per object in aligned columns, then a summary; diff mode also lists the fields.
+fn print_report(report: &SyncReport, diff: bool) {
+    for e in &report.errors {
+        eprintln!("{} {e}", paint("error:", RED));
+    }
+    let rows: Vec<[String; 4]> = report
+        .objects
+        .iter()
+        .map(|o| {
+            let word = match (&o.outcome, diff) {
+                (Outcome::Created, true) => "create".to_string(),
+                (Outcome::Changed { .. }, true) => "change".to_string(),
+                (Outcome::Pruned, true) => "prune".to_string(),
+                (out, _) => out.word().to_string(),
+            };
+            [word, o.key.kind.clone(), format!("{}/{}", o.key.namespace, o.key.name), o.source.clone().unwrap_or_default()]
+        })
+        .collect();
+    let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    let mut out = std::io::stdout().lock();
+    for (row, obj) in rows.iter().zip(&report.objects) {
+        let colour = match obj.outcome {
+            Outcome::Created => GREEN,
+            Outcome::Changed { .. } => YELLOW,
+            Outcome::Pruned => MAGENTA,
+            Outcome::Failed { .. } | Outcome::Conflicted { .. } => RED,
+            Outcome::Unchanged => DIM,
+        };
+        let first = format!("{:<w0$}", row[0]);
+        let _ = writeln!(out, "{}  {:<w1$}  {:<w2$}  {}", paint(&first, colour), row[1], row[2], row[3]).map(|_| ());
+        match &obj.outcome {
+            Outcome::Changed { fields } if diff => {
+                for f in fields {
+                    let _ = writeln!(out, "    ~ {f}");
+                }
+            }
+            Outcome::Failed { message } | Outcome::Conflicted { message } => {
+                let _ = writeln!(out, "    {message}");
+            }
+            _ => {}
+        }
+    }
+    if !report.prune_blocked.is_empty() {
+        eprintln!(
+            "{} prune skipped: {}",
+            paint("warning:", YELLOW),
+            report.prune_blocked.first().map(String::as_str).unwrap_or_default()
+        );
+    }
+    let c = report.counts;
+    let verb = if diff { "diff of" } else if report.dry_run { "dry run of" } else { "synced" };
+    let _ = writeln!(
+        out,
+        "{verb} {} objects: {} created, {} changed, {} unchanged, {} pruned{}{} ({} ms)",
+        report.objects.len(),
+        c.created,
+        c.changed,
+        c.unchanged,
+        c.pruned,
+        if c.failed > 0 { format!(", {} failed", c.failed) } else { String::new() },
+        if c.conflicted > 0 { format!(", {} conflicted", c.conflicted) } else { String::new() },
+        report.duration.as_millis()
+    );
+}
+
+const RED: &str = "31";
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const MAGENTA: &str = "35";
+const DIM: &str = "2";
+
+/// ANSI colour only for a terminal, and never when NO_COLOR is set (https://no-color.org).
+fn paint(text: &str, code: &str) -> String {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ENABLED.get_or_init(|| {
+        std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+    });
+    if on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+}

@@ -1,0 +1,255 @@
+//! The Kubernetes side: client construction, kind discovery (cached), and the labels that
+//! mark what meshloop owns.
+//!
+//! Everything that talks to the API server goes through a [`Cluster`]. It knows nothing about
+//! files; `sync` decides what to send.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::ApiResource;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::{Client, Config};
+use tokio::sync::Mutex;
+
+use crate::config::GroupKind;
+
+/// The field manager of every server-side apply meshloop sends.
+pub const FIELD_MANAGER: &str = "meshloop";
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const LABEL_INSTANCE: &str = "meshloop.dev/instance";
+/// Where the object was defined (`routing/goapp.yaml:12`), for `kubectl get -o yaml` readers.
+pub const ANNOTATION_SOURCE: &str = "meshloop.dev/source";
+/// A digest of what meshloop last applied; with the live values it tells whether an apply
+/// would change anything, so an unchanged object costs no write.
+pub const ANNOTATION_HASH: &str = "meshloop.dev/applied-hash";
+/// Every request gets this long; a local API server answers in milliseconds, so this only
+/// bounds how long a wedged connection can hold a sync.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// A refused or unroutable connection fails fast; the caller retries with backoff.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: kube::config::KubeconfigError,
+    },
+    #[error("no usable cluster configuration: {0} (set KUBECONFIG, pass --kubeconfig, or run dev/localcluster start)")]
+    Infer(String),
+    #[error("cannot build a client: {0}")]
+    Client(#[source] kube::Error),
+    #[error("cluster unreachable: {0}")]
+    Unreachable(String),
+    #[error("{kind} is not served by this cluster: {hint}")]
+    KindNotInstalled { kind: GroupKind, hint: String },
+    #[error("{kind}: version {version} is not served (served: {served})")]
+    VersionNotServed {
+        kind: GroupKind,
+        version: String,
+        served: String,
+    },
+    #[error("request to the API server timed out after {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+}
+
+impl ClusterError {
+    /// Connection-level failures, as opposed to the server refusing a request.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            ClusterError::Unreachable(_) | ClusterError::Timeout(_) => true,
+            ClusterError::Api(e) => is_connection_error(e),
+            _ => false,
+        }
+    }
+}
+
+pub fn is_connection_error(e: &kube::Error) -> bool {
+    matches!(
+        e,
+        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::HttpError(_)
+    )
+}
+
+/// How to find the cluster: the CLI's `--kubeconfig` and `--context`.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+/// A connected client plus what we learnt about the cluster.
+#[derive(Clone)]
+pub struct Cluster {
+    pub client: Client,
+    /// The kubeconfig context's namespace (or `default`).
+    pub default_namespace: String,
+    pub server: String,
+    pub context: Option<String>,
+    kinds: Arc<Mutex<HashMap<String, Vec<(ApiResource, ApiCapabilities)>>>>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("server", &self.server)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Builds a client; this does not contact the server (see [`Cluster::ping`]).
+    pub async fn connect(target: &Target) -> Result<Cluster, ClusterError> {
+        let opts = KubeConfigOptions {
+            context: target.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let mut config = match &target.kubeconfig {
+            Some(path) => {
+                let kc = Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
+                    path: path.clone(),
+                    source,
+                })?;
+                Config::from_custom_kubeconfig(kc, &opts)
+                    .await
+                    .map_err(|source| ClusterError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?
+            }
+            None if target.context.is_some() => Config::from_kubeconfig(&opts)
+                .await
+                .map_err(|e| ClusterError::Infer(e.to_string()))?,
+            None => Config::infer()
+                .await
+                .map_err(|e| ClusterError::Infer(e.to_string()))?,
+        };
+        config.connect_timeout = Some(CONNECT_TIMEOUT);
+        let server = config.cluster_url.to_string();
+        let default_namespace = config.default_namespace.clone();
+        let client = Client::try_from(config).map_err(ClusterError::Client)?;
+        Ok(Cluster {
+            client,
+            default_namespace,
+            server,
+            context: target.context.clone(),
+            kinds: Arc::default(),
+        })
+    }
+
+    /// Asks the server for its version: the cheapest proof that it answers.
+    pub async fn ping(&self) -> Result<String, ClusterError> {
+        let v = timed(self.client.apiserver_version())
+            .await?
+            .map_err(|e| ClusterError::Unreachable(e.to_string()))?;
+        Ok(v.git_version)
+    }
+
+    /// Resolves a kind at a version (or the group's preferred version) through discovery. The
+    /// answer is cached per group; an unknown kind refreshes the group once, so a CRD installed
+    /// while meshloop runs is found without a restart.
+    pub async fn resolve(
+        &self,
+        gk: &GroupKind,
+        version: Option<&str>,
+    ) -> Result<(ApiResource, Scope), ClusterError> {
+        for refresh in [false, true] {
+            let resources = self.group_resources(&gk.group, refresh).await?;
+            let matching: Vec<_> = resources
+                .iter()
+                .filter(|(ar, _)| ar.kind == gk.kind)
+                .collect();
+            if matching.is_empty() {
+                continue;
+            }
+            let pick = match version {
+                Some(v) => matching.iter().find(|(ar, _)| ar.version == v),
+                None => matching.first(),
+            };
+            match pick {
+                Some((ar, caps)) => return Ok((ar.clone(), caps.scope.clone())),
+                None if refresh => {
+                    return Err(ClusterError::VersionNotServed {
+                        kind: gk.clone(),
+                        version: version.unwrap_or_default().to_string(),
+                        served: matching
+                            .iter()
+                            .map(|(ar, _)| ar.version.clone())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                None => {}
+            }
+        }
+        Err(ClusterError::KindNotInstalled {
+            kind: gk.clone(),
+            hint: not_installed_hint(&gk.group),
+        })
+    }
+
+    async fn group_resources(
+        &self,
+        group: &str,
+        refresh: bool,
+    ) -> Result<Vec<(ApiResource, ApiCapabilities)>, ClusterError> {
+        // The lock is held across the discovery request on purpose: concurrent resolves of one
+        // group should share one round trip, and discovery is not on any hot path after start.
+        let mut kinds = self.kinds.lock().await;
+        if !refresh {
+            if let Some(r) = kinds.get(group) {
+                return Ok(r.clone());
+            }
+        }
+        let found = match timed(kube::discovery::group(&self.client, group)).await? {
+            Ok(g) => {
+                // Preferred version first, so `resolve(.., None)` picks it.
+                let mut all = Vec::new();
+                let preferred = g.preferred_version_or_latest().to_string();
+                all.extend(g.versioned_resources(&preferred));
+                for v in g.versions() {
+                    if v != preferred {
+                        all.extend(g.versioned_resources(v));
+                    }
+                }
+                all
+            }
+            Err(kube::Error::Discovery(_)) => Vec::new(),
+            Err(e) if is_connection_error(&e) => {
+                return Err(ClusterError::Unreachable(e.to_string()));
+            }
+            Err(e) => return Err(ClusterError::Api(e)),
+        };
+        kinds.insert(group.to_string(), found.clone());
+        Ok(found)
+    }
+}
+
+/// What to tell the user when a kind is missing.
+fn not_installed_hint(group: &str) -> String {
+    if group.ends_with("istio.io") {
+        "Istio CRDs are not installed in this cluster: run dev/up.sh (or dev/localcluster start for the local control plane)".into()
+    } else {
+        format!("no API group {group:?} on this cluster: install its CRDs first")
+    }
+}
+
+/// Bounds one request by [`REQUEST_TIMEOUT`].
+pub async fn timed<T>(fut: impl std::future::Future<Output = T>) -> Result<T, ClusterError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, fut)
+        .await
+        .map_err(|_| ClusterError::Timeout(REQUEST_TIMEOUT))
+}
+
+/// The label selector of everything one instance owns.
+pub fn owned_selector(instance: &str) -> String {
+    format!("{LABEL_MANAGED_BY}={FIELD_MANAGER},{LABEL_INSTANCE}={instance}")
+}

@@ -1,0 +1,19 @@
+//! meshloop: the dev-loop companion that owns Istio routing objects on a local cluster.
+//!
+//! # Layout
+//! - [`config`]: `meshloop.yaml`, flags and defaults.
+//! - [`manifest`]: source files into located objects (file, line, column of every field),
+//!   typed views of the Istio kinds, `helm template` for chart sources.
+//! - [`sources`]: the desired state kept per file across reloads (last good state on errors).
+//! - [`cluster`]: the kube client, cached discovery, ownership labels.
+//! - [`sync`]: one sync: server-side apply of what changed, prune of what left the files.
+//! - [`cli`]: the `meshloop` commands, their output and exit codes.
+//! - [`telemetry`]: tracing setup.
+
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod manifest;
+pub mod sources;
+pub mod sync;
+pub mod telemetry;

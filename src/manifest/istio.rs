@@ -1,0 +1,292 @@
+//! Typed views of the Istio kinds meshloop reasons about, read from located YAML.
+//!
+//! The views are deliberately lenient: unknown fields are allowed (the CRD schema on the
+//! server checks those), but a field we read must have the right type, and the error names
+//! its path and position. Positions of the fields analyzers point at are kept with [`Loc`].
+//! The same schema covers networking.istio.io v1, v1beta1 and v1alpha3.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::yaml::{self, Loc, Node, Seg, ViewError};
+use crate::config::GroupKind;
+
+pub const NETWORKING: &str = "networking.istio.io";
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    #[serde(default)]
+    pub selector: Option<Loc<BTreeMap<String, String>>>,
+    #[serde(default)]
+    pub servers: Vec<Loc<Server>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Server {
+    #[serde(default)]
+    pub port: Option<Loc<ServerPort>>,
+    #[serde(default)]
+    pub hosts: Vec<Loc<String>>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tls: Option<Loc<ServerTls>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerPort {
+    #[serde(default)]
+    pub number: Option<Loc<u32>>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<Loc<String>>,
+    #[serde(default)]
+    pub target_port: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerTls {
+    #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub credential_name: Option<Loc<String>>,
+    #[serde(default)]
+    pub https_redirect: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualServiceSpec {
+    #[serde(default)]
+    pub hosts: Vec<Loc<String>>,
+    #[serde(default)]
+    pub gateways: Option<Loc<Vec<Loc<String>>>>,
+    #[serde(default)]
+    pub http: Vec<Loc<HttpRoute>>,
+    #[serde(default)]
+    pub export_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRoute {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default, rename = "match")]
+    pub matches: Option<Loc<Vec<Loc<HttpMatch>>>>,
+    #[serde(default)]
+    pub route: Option<Loc<Vec<Loc<RouteDestination>>>>,
+    #[serde(default)]
+    pub redirect: Option<Loc<Redirect>>,
+    #[serde(default)]
+    pub direct_response: Option<Loc<DirectResponse>>,
+    #[serde(default)]
+    pub delegate: Option<Loc<Delegate>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpMatch {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub uri: Option<Loc<StringMatch>>,
+    #[serde(default)]
+    pub scheme: Option<Loc<StringMatch>>,
+    #[serde(default)]
+    pub method: Option<Loc<StringMatch>>,
+    #[serde(default)]
+    pub authority: Option<Loc<StringMatch>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Loc<StringMatch>>,
+    #[serde(default)]
+    pub query_params: BTreeMap<String, Loc<StringMatch>>,
+    #[serde(default)]
+    pub without_headers: BTreeMap<String, Loc<StringMatch>>,
+    #[serde(default)]
+    pub port: Option<u32>,
+    #[serde(default)]
+    pub ignore_uri_case: Option<bool>,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    #[serde(default)]
+    pub source_labels: BTreeMap<String, String>,
+}
+
+/// Exactly one of the three should be set; the analyzers say so when it is not.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct StringMatch {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteDestination {
+    pub destination: Loc<Destination>,
+    #[serde(default)]
+    pub weight: Option<Loc<i64>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    pub host: Loc<String>,
+    #[serde(default)]
+    pub subset: Option<Loc<String>>,
+    #[serde(default)]
+    pub port: Option<Loc<PortSelector>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PortSelector {
+    #[serde(default)]
+    pub number: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redirect {
+    #[serde(default)]
+    pub uri: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+    #[serde(default)]
+    pub redirect_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DirectResponse {
+    #[serde(default)]
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Delegate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DestinationRuleSpec {
+    #[serde(default)]
+    pub host: Option<Loc<String>>,
+    #[serde(default)]
+    pub subsets: Vec<Loc<Subset>>,
+    #[serde(default)]
+    pub export_to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Subset {
+    pub name: Loc<String>,
+    #[serde(default)]
+    pub labels: Option<Loc<BTreeMap<String, String>>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEntrySpec {
+    #[serde(default)]
+    pub hosts: Vec<Loc<String>>,
+    #[serde(default)]
+    pub ports: Vec<Loc<ServiceEntryPort>>,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEntryPort {
+    #[serde(default)]
+    pub number: Option<u32>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+}
+
+/// Reads the `spec` of a document as `T`; a missing spec is an empty one.
+pub fn spec<T: serde::de::DeserializeOwned + Default>(doc: &Node) -> Result<T, ViewError> {
+    match doc.get("spec") {
+        None => Ok(T::default()),
+        Some(s) => yaml::from_node(s, &[Seg::Key("spec".into())]),
+    }
+}
+
+/// Checks that the fields meshloop reads have the types it expects, so a broken object is
+/// refused with a located message before anything is sent.
+pub fn check_shape(gk: &GroupKind, doc: &Node) -> Result<(), ViewError> {
+    if gk.group != NETWORKING {
+        return Ok(());
+    }
+    match gk.kind.as_str() {
+        "Gateway" => spec::<GatewaySpec>(doc).map(drop),
+        "VirtualService" => spec::<VirtualServiceSpec>(doc).map(drop),
+        "DestinationRule" => spec::<DestinationRuleSpec>(doc).map(drop),
+        "ServiceEntry" => spec::<ServiceEntrySpec>(doc).map(drop),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{LoadOptions, load_text};
+
+    #[test]
+    fn destination_host_of_wrong_type_is_located() {
+        let text = "\
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: goapp
+spec:
+  hosts: [goapp.dev]
+  http:
+    - route:
+        - destination:
+            host: {name: goapp}
+";
+        let opts = LoadOptions {
+            owned: crate::config::default_owned_kinds(),
+            default_namespace: "dev".into(),
+            keep_others: false,
+        };
+        let l = load_text(text, "routing/goapp.yaml", false, &opts);
+        assert_eq!(
+            l.errors[0].to_string(),
+            "routing/goapp.yaml:10:19: VirtualService goapp: spec.http[0].route[0].destination.host: expected a string, found a mapping"
+        );
+        assert!(l.objects.is_empty());
+    }
+
+    #[test]
+    fn reads_a_virtual_service() {
+        let doc = &yaml::parse_documents(
+            "spec:\n  hosts: [goapp.dev]\n  gateways: [goapp-gateway]\n  http:\n  - match:\n    - uri: {prefix: /}\n    route:\n    - destination: {host: goapp, subset: v1}\n      weight: 90\n",
+        )
+        .unwrap()[0];
+        let vs: VirtualServiceSpec = spec(doc).unwrap();
+        assert_eq!(vs.hosts[0].value, "goapp.dev");
+        let route = vs.http[0].route.as_ref().unwrap();
+        assert_eq!(route[0].destination.host.value, "goapp");
+        assert_eq!(route[0].weight.as_ref().unwrap().value, 90);
+        assert_eq!(route[0].weight.as_ref().unwrap().pos.line, 9);
+    }
+}

@@ -1,0 +1,455 @@
+//! Reading sources into located objects.
+//!
+//! A directory source is every `*.yaml`/`*.yml` file under it (recursive, multi-document); a
+//! chart source is the output of `helm template`. Each object keeps where it came from (file,
+//! document index, line:col) so every error and finding can point at it. This module reads and
+//! checks shape; it never talks to the cluster, and it decides nothing about what is applied
+//! or pruned (that is `sync`'s job, from what we report here).
+//!
+//! Bad input is reported per file and per object, never by panicking or by dropping the
+//! whole source: a file that does not parse yields one [`LoadError`] and no objects (the
+//! caller keeps the file's last good objects), an object without apiVersion/kind/name yields
+//! an error for that object only.
+
+pub mod helm;
+pub mod istio;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::GroupKind;
+use yaml::{Node, Pos, Seg, Value};
+
+/// Identity of an object on the cluster: kind by group (not version, since v1 and v1beta1 of
+/// one kind are the same object), namespace and name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ObjectKey {
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::new(&self.group, &self.kind)
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+    }
+}
+
+/// Where an object was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The file as the user names it (relative to the config's directory when inside it).
+    pub file: String,
+    /// 0-based index of the YAML document in the file.
+    pub doc: usize,
+    pub pos: Pos,
+    /// For chart sources, the line is in the rendered template (`helm template` output).
+    pub rendered: bool,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.pos)?;
+        if self.rendered {
+            f.write_str(" (rendered)")?;
+        }
+        Ok(())
+    }
+}
+
+/// One desired object, read from a source.
+#[derive(Debug, Clone)]
+pub struct SourceObject {
+    pub key: ObjectKey,
+    pub api_version: String,
+    pub origin: Origin,
+    /// The document as written, with positions.
+    pub node: Node,
+    /// The document as JSON, namespace filled in. Labels and annotations are added by `sync`.
+    pub body: serde_json::Value,
+}
+
+impl SourceObject {
+    /// The position of a field of this object, or the nearest parent that exists.
+    pub fn locate(&self, path: &[Seg]) -> Pos {
+        self.node.locate(path)
+    }
+
+    /// `VirtualService goapp`, the way messages name an object.
+    pub fn label(&self) -> String {
+        format!("{} {}", self.key.kind, self.key.name)
+    }
+}
+
+/// A problem with a file or an object in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoadError {
+    pub file: String,
+    pub pos: Pos,
+    /// `VirtualService goapp` when the error concerns one object.
+    pub object: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.pos.line > 0 {
+            write!(f, ":{}", self.pos)?;
+        }
+        f.write_str(": ")?;
+        if let Some(o) = &self.object {
+            write!(f, "{o}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// A kind found in a directory source that meshloop does not own (reported once, skipped).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub kind: GroupKind,
+    pub first: String,
+    pub count: usize,
+}
+
+/// What one file (or one chart rendering) yielded.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub objects: Vec<SourceObject>,
+    pub errors: Vec<LoadError>,
+    /// False when the file as a whole could not be read or parsed: the caller keeps the
+    /// file's previous objects.
+    pub parsed: bool,
+    pub skipped: Vec<Skipped>,
+    /// Objects of kinds not owned, kept for offline analysis (Deployments, Services).
+    pub others: Vec<SourceObject>,
+}
+
+/// How to read documents: which kinds are ours and which namespace fills a gap.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub owned: Vec<GroupKind>,
+    pub default_namespace: String,
+    /// Also keep non-owned objects in [`Loaded::others`] (analysis wants workloads).
+    pub keep_others: bool,
+}
+
+/// Reads one YAML file of a directory source.
+pub fn load_file(path: &Path, shown_as: &str, opts: &LoadOptions) -> Loaded {
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_text(&text, shown_as, false, opts),
+        Err(e) => Loaded {
+            errors: vec![LoadError {
+                file: shown_as.to_string(),
+                pos: Pos::default(),
+                object: None,
+                message: format!("cannot read: {e}"),
+            }],
+            ..Loaded::default()
+        },
+    }
+}
+
+/// Reads the documents of `text`, which came from `file`.
+pub fn load_text(text: &str, file: &str, rendered: bool, opts: &LoadOptions) -> Loaded {
+    let docs = match yaml::parse_documents(text) {
+        Ok(d) => d,
+        Err(e) => {
+            return Loaded {
+                errors: vec![LoadError {
+                    file: file.to_string(),
+                    pos: e.pos,
+                    object: None,
+                    message: format!("invalid YAML: {}", e.message),
+                }],
+                ..Loaded::default()
+            };
+        }
+    };
+    let mut out = Loaded {
+        parsed: true,
+        ..Loaded::default()
+    };
+    let mut skipped: BTreeMap<GroupKind, Skipped> = BTreeMap::new();
+    for (doc_index, node) in docs.into_iter().enumerate() {
+        if matches!(node.value, Value::Null) {
+            continue;
+        }
+        // A `kind: List` (what `kubectl get -o yaml` prints) holds objects in `items`.
+        if node.at("kind").and_then(Node::as_str) == Some("List") {
+            if let Some(Value::Seq(items)) = node.get("items").map(|n| &n.value) {
+                for item in items {
+                    read_object(item.clone(), file, doc_index, rendered, opts, &mut out, &mut skipped);
+                }
+                continue;
+            }
+        }
+        read_object(node, file, doc_index, rendered, opts, &mut out, &mut skipped);
+    }
+    out.skipped = skipped.into_values().collect();
+    out
+}
+
+fn read_object(
+    node: Node,
+    file: &str,
+    doc: usize,
+    rendered: bool,
+    opts: &LoadOptions,
+    out: &mut Loaded,
+    skipped: &mut BTreeMap<GroupKind, Skipped>,
+) {
+    let err = |pos: Pos, object: Option<String>, message: String| LoadError {
+        file: file.to_string(),
+        pos,
+        object,
+        message,
+    };
+    if !matches!(node.value, Value::Map(_)) {
+        out.errors.push(err(
+            node.pos,
+            None,
+            format!("expected a Kubernetes object (a mapping), found {}", node.kind_name()),
+        ));
+        return;
+    }
+    let kind = match field_str(&node, "kind") {
+        Ok(k) => k,
+        Err((pos, m)) => {
+            out.errors.push(err(pos, None, format!("kind: {m}")));
+            return;
+        }
+    };
+    let name = node.at("metadata.name").and_then(Node::as_str);
+    let label = format!("{kind} {}", name.unwrap_or("<unnamed>"));
+    let api_version = match field_str(&node, "apiVersion") {
+        Ok(a) => a,
+        Err((pos, m)) => {
+            out.errors.push(err(pos, Some(label), format!("apiVersion: {m} such as networking.istio.io/v1")));
+            return;
+        }
+    };
+    let group = match api_version.rsplit_once('/') {
+        Some((g, _)) => g.to_string(),
+        None => String::new(),
+    };
+    let gk = GroupKind::new(&group, &kind);
+    let owned = opts.owned.contains(&gk);
+    if !owned && !opts.keep_others {
+        let entry = skipped.entry(gk.clone()).or_insert_with(|| Skipped {
+            kind: gk,
+            first: format!("{file}:{}", node.pos),
+            count: 0,
+        });
+        entry.count += 1;
+        return;
+    }
+    let metadata_pos = node.key_pos("metadata").unwrap_or(node.pos);
+    let name = match node.get("metadata") {
+        None => {
+            out.errors.push(err(node.pos, Some(label), "metadata.name: missing; every object needs a name".into()));
+            return;
+        }
+        Some(meta) if !matches!(meta.value, Value::Map(_)) => {
+            out.errors.push(err(meta.pos, Some(label), format!("metadata: expected a mapping, found {}", meta.kind_name())));
+            return;
+        }
+        Some(meta) => match meta.get("name") {
+            None => {
+                out.errors.push(err(metadata_pos, Some(label), "metadata.name: missing; every object needs a name".into()));
+                return;
+            }
+            Some(n) => match n.as_str() {
+                Some(s) if !s.is_empty() => s.to_string(),
+                _ => {
+                    out.errors.push(err(n.pos, Some(label), format!("metadata.name: expected a non-empty string, found {}", n.kind_name())));
+                    return;
+                }
+            },
+        },
+    };
+    let namespace = match node.at("metadata.namespace") {
+        None => opts.default_namespace.clone(),
+        Some(n) => match n.as_str() {
+            Some(s) if !s.is_empty() => s.to_string(),
+            _ => {
+                out.errors.push(err(n.pos, Some(label), format!("metadata.namespace: expected a string, found {}", n.kind_name())));
+                return;
+            }
+        },
+    };
+    if owned {
+        if let Err(e) = istio::check_shape(&gk, &node) {
+            out.errors.push(err(e.pos, Some(label), e.to_string()));
+            return;
+        }
+    }
+    let mut body = node.to_json();
+    if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.insert("namespace".into(), serde_json::Value::String(namespace.clone()));
+    }
+    let obj = SourceObject {
+        key: ObjectKey {
+            group,
+            kind,
+            namespace,
+            name,
+        },
+        api_version,
+        origin: Origin {
+            file: file.to_string(),
+            doc,
+            pos: node.pos,
+            rendered,
+        },
+        node,
+        body,
+    };
+    if owned {
+        out.objects.push(obj);
+    } else {
+        out.others.push(obj);
+    }
+}
+
+/// A required string field at the top of a document.
+fn field_str(node: &Node, key: &str) -> Result<String, (Pos, String)> {
+    match node.get(key) {
+        None => Err((node.pos, "missing".into())),
+        Some(v) => match v.as_str() {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err((v.pos, format!("expected a non-empty string, found {}", v.kind_name()))),
+        },
+    }
+}
+
+/// Editor temp, swap and backup files, and VCS directories: never sources, never events.
+pub fn is_ignored_name(name: &str) -> bool {
+    name.starts_with(".#")
+        || (name.starts_with('#') && name.ends_with('#'))
+        || (name.starts_with('.') && (name.ends_with(".swp") || name.ends_with(".swx") || name.ends_with(".swo")))
+        || name.ends_with('~')
+        || name.ends_with("___jb_tmp___")
+        || name.ends_with("___jb_old___")
+        || name.ends_with(".tmp")
+        || name == ".DS_Store"
+        || name == "4913" // vim probes a directory's writability with this file name
+        || matches!(name, ".git" | ".hg" | ".svn" | ".jj")
+}
+
+/// True for files a directory source reads.
+pub fn is_yaml_file(path: &Path) -> bool {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    !is_ignored_name(&name)
+        && !name.starts_with('.')
+        && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// Every YAML file under `dir`, sorted so runs are deterministic. A missing directory is an
+/// error (a typo in `sources:` should not look like "everything was deleted").
+pub fn list_yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ty = entry.file_type()?;
+            if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
+                if !is_ignored_name(&name) && !name.starts_with('.') {
+                    walk(&path, out)?;
+                }
+            } else if is_yaml_file(&path) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> LoadOptions {
+        LoadOptions {
+            owned: crate::config::default_owned_kinds(),
+            default_namespace: "dev".into(),
+            keep_others: false,
+        }
+    }
+
+    const VS: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: goapp\nspec:\n  hosts: [goapp.dev]\n";
+
+    #[test]
+    fn namespace_is_defaulted() {
+        let l = load_text(VS, "a.yaml", false, &opts());
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        assert_eq!(l.objects[0].key.namespace, "dev");
+        assert_eq!(l.objects[0].body["metadata"]["namespace"], "dev");
+        assert_eq!(l.objects[0].origin.pos.line, 1);
+    }
+
+    #[test]
+    fn missing_name_is_an_error_for_that_object_only() {
+        let text = format!("{VS}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  labels: {{}}\n");
+        let l = load_text(&text, "a.yaml", false, &opts());
+        assert_eq!(l.objects.len(), 1);
+        assert_eq!(l.errors.len(), 1);
+        assert_eq!(
+            l.errors[0].to_string(),
+            "a.yaml:10:1: Gateway <unnamed>: metadata.name: missing; every object needs a name"
+        );
+    }
+
+    #[test]
+    fn missing_api_version_and_kind() {
+        let l = load_text("kind: Gateway\nmetadata: {name: g}\n", "a.yaml", false, &opts());
+        assert_eq!(l.errors[0].to_string(), "a.yaml:1:1: Gateway g: apiVersion: missing such as networking.istio.io/v1");
+        let l = load_text("apiVersion: v1\nmetadata: {name: g}\n", "a.yaml", false, &opts());
+        assert_eq!(l.errors[0].to_string(), "a.yaml:1:1: kind: missing");
+    }
+
+    #[test]
+    fn unparseable_file_yields_nothing() {
+        let l = load_text("apiVersion: [\n", "a.yaml", false, &opts());
+        assert!(!l.parsed);
+        assert!(l.objects.is_empty());
+        assert!(l.errors[0].message.starts_with("invalid YAML"));
+    }
+
+    #[test]
+    fn other_kinds_are_skipped_and_counted() {
+        let text = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n";
+        let l = load_text(text, "a.yaml", false, &opts());
+        assert!(l.objects.is_empty() && l.errors.is_empty());
+        assert_eq!(l.skipped.len(), 1);
+        assert_eq!(l.skipped[0].count, 2);
+    }
+
+    #[test]
+    fn editor_files_are_ignored() {
+        for n in [".goapp.yaml.swp", "goapp.yaml~", "#goapp.yaml#", ".#goapp.yaml", "goapp.yaml___jb_tmp___", "x.tmp", ".DS_Store", "4913"] {
+            assert!(is_ignored_name(n) || !is_yaml_file(Path::new(n)), "{n}");
+        }
+        assert!(is_yaml_file(Path::new("routing/goapp.yaml")));
+        assert!(is_yaml_file(Path::new("routing/goapp.yml")));
+        assert!(!is_yaml_file(Path::new("routing/.hidden.yaml")));
+    }
+}
