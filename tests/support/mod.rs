@@ -1,0 +1,135 @@
+//! Test support: a real kube-apiserver (with the Istio CRDs) for the whole test binary, and a
+//! fresh namespace per test.
+//!
+//! The first call to [`cluster`] runs `dev/localcluster build` (a no-op once cached) and
+//! `dev/localcluster start` in a directory of its own, tied to this process with
+//! `--owner-pid`, so the servers stop when the test binary exits, however it exits. Set
+//! `MESHLOOP_TEST_KUBECONFIG` to use a cluster you started yourself.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct TestCluster {
+    pub kubeconfig: PathBuf,
+    pub dir: Option<PathBuf>,
+}
+
+fn start(name: &str, extra: &[&str]) -> TestCluster {
+    let script = repo_root().join("dev/localcluster");
+    let status = Command::new(&script).arg("build").status().expect("run dev/localcluster build");
+    assert!(status.success(), "dev/localcluster build failed");
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = repo_root()
+        .join("target/localcluster-tests")
+        .join(format!("{bin}-{name}-{}", std::process::id()));
+    let out = Command::new(&script)
+        .arg("start")
+        .arg(&dir)
+        .args(extra)
+        .arg("--owner-pid")
+        .arg(std::process::id().to_string())
+        .output()
+        .expect("run dev/localcluster start");
+    assert!(
+        out.status.success(),
+        "dev/localcluster start failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let kubeconfig = PathBuf::from(stdout.lines().last().expect("kubeconfig path on stdout").trim());
+    TestCluster { kubeconfig, dir: Some(dir) }
+}
+
+/// The shared cluster of this test binary, with the Istio CRDs.
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| match std::env::var_os("MESHLOOP_TEST_KUBECONFIG") {
+        Some(k) => TestCluster { kubeconfig: PathBuf::from(k), dir: None },
+        None => start("istio", &[]),
+    })
+}
+
+/// A second cluster of this test binary, started without the Istio CRDs.
+pub fn bare_cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| start("bare", &["--no-crds"]))
+}
+
+/// The directory of the cached control-plane binaries (kubectl, helm).
+pub fn bin_dir() -> PathBuf {
+    let out = Command::new(repo_root().join("dev/localcluster")).arg("bin").output().unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+pub async fn client_for(tc: &TestCluster) -> Client {
+    let kc = Kubeconfig::read_from(&tc.kubeconfig).unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    Client::try_from(config).unwrap()
+}
+
+pub async fn client() -> Client {
+    client_for(cluster()).await
+}
+
+/// A namespace of its own for one test; deleted when dropped.
+pub struct TestNs {
+    pub name: String,
+    kubeconfig: PathBuf,
+}
+
+impl TestNs {
+    /// Creates a namespace in the shared cluster.
+    pub async fn new(client: &Client, prefix: &str) -> TestNs {
+        Self::new_in(cluster(), client, prefix).await
+    }
+
+    pub async fn new_in(tc: &TestCluster, client: &Client, prefix: &str) -> TestNs {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{}-{}-{}",
+            prefix,
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}
+        }))
+        .unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create test namespace");
+        TestNs { name, kubeconfig: tc.kubeconfig.clone() }
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let tc = TestCluster { kubeconfig: self.kubeconfig.clone(), dir: None };
+        // Drop cannot await, and the test's runtime is blocked here, so a short-lived runtime
+        // on its own thread does the delete with a client of its own (a kube Client's worker
+        // lives on the runtime that made it).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let client = client_for(&tc).await;
+                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::default()).await;
+            });
+        })
+        .join();
+    }
+}
