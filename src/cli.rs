@@ -137,7 +137,8 @@ pub fn load_config(global: &Global) -> Result<Config, String> {
     match &global.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string()),
         None => {
-            let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+            let cwd = std::env::current_dir()
+                .map_err(|e| format!("cannot read the working directory: {e}"))?;
             Config::discover(&cwd).map_err(|e| e.to_string())
         }
     }
@@ -151,16 +152,27 @@ pub fn target(global: &Global) -> Target {
 }
 
 /// Loads the config, connects, reads the sources and syncs once.
-async fn sync_once(global: &Global, args: &ApplyArgs) -> Result<(SyncReport, Vec<LoadError>, Config), Failure> {
+async fn sync_once(
+    global: &Global,
+    args: &ApplyArgs,
+) -> Result<(SyncReport, Vec<LoadError>, Config), Failure> {
     let config = load_config(global).map_err(Failure::Usage)?;
     if config.sources.is_empty() {
         return Err(Failure::Usage(format!(
             "no sources: add `sources:` to {} (or create a routing/ directory)",
-            config.file.as_ref().map_or_else(|| "meshloop.yaml".into(), |f| f.display().to_string())
+            config
+                .file
+                .as_ref()
+                .map_or_else(|| "meshloop.yaml".into(), |f| f.display().to_string())
         )));
     }
-    let cluster = Cluster::connect(&target(global)).await.map_err(|e| Failure::Failed(e.to_string()))?;
-    let namespace = config.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
+    let cluster = Cluster::connect(&target(global))
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let namespace = config
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster.default_namespace.clone());
     let mut set = SourceSet::new(config.clone(), namespace);
     set.load_all();
     for s in set.skipped() {
@@ -213,7 +225,9 @@ async fn apply(global: &Global, args: ApplyArgs) -> Result<(), Failure> {
 async fn diff(global: &Global, args: ApplyArgs) -> Result<(), Failure> {
     let (report, errors, _) = sync_once(global, &args).await?;
     match args.output {
-        Output::Json => print_json(&serde_json::json!({"diff": report.objects, "errors": errors, "prune_blocked": report.prune_blocked})),
+        Output::Json => print_json(
+            &serde_json::json!({"diff": report.objects, "errors": errors, "prune_blocked": report.prune_blocked}),
+        ),
         Output::Text => {
             print_errors(&errors);
             print_report(&report, true);
@@ -253,7 +267,12 @@ fn print_report(report: &SyncReport, diff: bool) {
                 (Outcome::Pruned, true) => "prune".to_string(),
                 (out, _) => out.word().to_string(),
             };
-            [word, o.key.kind.clone(), format!("{}/{}", o.key.namespace, o.key.name), o.source.clone().unwrap_or_default()]
+            [
+                word,
+                o.key.kind.clone(),
+                format!("{}/{}", o.key.namespace, o.key.name),
+                o.source.clone().unwrap_or_default(),
+            ]
         })
         .collect();
     let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
@@ -268,7 +287,15 @@ fn print_report(report: &SyncReport, diff: bool) {
             Outcome::Unchanged => DIM,
         };
         let first = format!("{:<w0$}", row[0]);
-        let _ = writeln!(out, "{}  {:<w1$}  {:<w2$}  {}", paint(&first, colour), row[1], row[2], row[3]).map(|_| ());
+        let _ = writeln!(
+            out,
+            "{}  {:<w1$}  {:<w2$}  {}",
+            paint(&first, colour),
+            row[1],
+            row[2],
+            row[3]
+        )
+        .map(|_| ());
         match &obj.outcome {
             Outcome::Changed { fields } if diff => {
                 for f in fields {
@@ -285,11 +312,21 @@ fn print_report(report: &SyncReport, diff: bool) {
         eprintln!(
             "{} prune skipped: {}",
             paint("warning:", YELLOW),
-            report.prune_blocked.first().map(String::as_str).unwrap_or_default()
+            report
+                .prune_blocked
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default()
         );
     }
     let c = report.counts;
-    let verb = if diff { "diff of" } else if report.dry_run { "dry run of" } else { "synced" };
+    let verb = if diff {
+        "diff of"
+    } else if report.dry_run {
+        "dry run of"
+    } else {
+        "synced"
+    };
     let _ = writeln!(
         out,
         "{verb} {} objects: {} created, {} changed, {} unchanged, {} pruned{}{} ({} ms)",
@@ -298,8 +335,16 @@ fn print_report(report: &SyncReport, diff: bool) {
         c.changed,
         c.unchanged,
         c.pruned,
-        if c.failed > 0 { format!(", {} failed", c.failed) } else { String::new() },
-        if c.conflicted > 0 { format!(", {} conflicted", c.conflicted) } else { String::new() },
+        if c.failed > 0 {
+            format!(", {} failed", c.failed)
+        } else {
+            String::new()
+        },
+        if c.conflicted > 0 {
+            format!(", {} conflicted", c.conflicted)
+        } else {
+            String::new()
+        },
         report.duration.as_millis()
     );
 }
@@ -316,5 +361,9 @@ fn paint(text: &str, code: &str) -> String {
     let on = *ENABLED.get_or_init(|| {
         std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
     });
-    if on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+    if on {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
 }

@@ -40,7 +40,9 @@ pub enum ClusterError {
         #[source]
         source: kube::config::KubeconfigError,
     },
-    #[error("no usable cluster configuration: {0} (set KUBECONFIG, pass --kubeconfig, or run dev/localcluster start)")]
+    #[error(
+        "no usable cluster configuration: {0} (set KUBECONFIG, pass --kubeconfig, or run dev/localcluster start)"
+    )]
     Infer(String),
     #[error("cannot build a client: {0}")]
     Client(#[source] kube::Error),
@@ -85,6 +87,9 @@ pub struct Target {
     pub context: Option<String>,
 }
 
+/// The kinds of one API group at all served versions, preferred version first.
+type GroupResources = Vec<(ApiResource, ApiCapabilities)>;
+
 /// A connected client plus what we learnt about the cluster.
 #[derive(Clone)]
 pub struct Cluster {
@@ -93,7 +98,7 @@ pub struct Cluster {
     pub default_namespace: String,
     pub server: String,
     pub context: Option<String>,
-    kinds: Arc<Mutex<HashMap<String, Vec<(ApiResource, ApiCapabilities)>>>>,
+    kinds: Arc<Mutex<HashMap<String, GroupResources>>>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -114,10 +119,11 @@ impl Cluster {
         };
         let mut config = match &target.kubeconfig {
             Some(path) => {
-                let kc = Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
-                    path: path.clone(),
-                    source,
-                })?;
+                let kc =
+                    Kubeconfig::read_from(path).map_err(|source| ClusterError::Kubeconfig {
+                        path: path.clone(),
+                        source,
+                    })?;
                 Config::from_custom_kubeconfig(kc, &opts)
                     .await
                     .map_err(|source| ClusterError::Kubeconfig {
@@ -204,10 +210,8 @@ impl Cluster {
         // The lock is held across the discovery request on purpose: concurrent resolves of one
         // group should share one round trip, and discovery is not on any hot path after start.
         let mut kinds = self.kinds.lock().await;
-        if !refresh {
-            if let Some(r) = kinds.get(group) {
-                return Ok(r.clone());
-            }
+        if let (false, Some(r)) = (refresh, kinds.get(group)) {
+            return Ok(r.clone());
         }
         let found = match timed(kube::discovery::group(&self.client, group)).await? {
             Ok(g) => {

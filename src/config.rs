@@ -368,7 +368,8 @@ impl Config {
         };
         let instance = match raw.instance {
             Some(i) => {
-                check_label_value(&i.value).map_err(|m| invalid(i.pos, format!("instance: {m}")))?;
+                check_label_value(&i.value)
+                    .map_err(|m| invalid(i.pos, format!("instance: {m}")))?;
                 i.value
             }
             None => default_instance(&base),
@@ -414,7 +415,10 @@ impl Config {
                     }
                 }
                 (Some(_), Some(_)) => {
-                    return Err(invalid(pos, "a source is either dir or chart, not both".into()));
+                    return Err(invalid(
+                        pos,
+                        "a source is either dir or chart, not both".into(),
+                    ));
                 }
                 (None, None) => {
                     return Err(invalid(pos, "a source needs dir: or chart:".into()));
@@ -441,9 +445,15 @@ impl Config {
         }
         let listen = match raw.listen {
             Some(l) => {
-                l.value
-                    .parse::<std::net::SocketAddr>()
-                    .map_err(|_| invalid(l.pos, format!("listen: expected host:port such as {DEFAULT_LISTEN}, found {:?}", l.value)))?;
+                l.value.parse::<std::net::SocketAddr>().map_err(|_| {
+                    invalid(
+                        l.pos,
+                        format!(
+                            "listen: expected host:port such as {DEFAULT_LISTEN}, found {:?}",
+                            l.value
+                        ),
+                    )
+                })?;
                 l.value
             }
             None => DEFAULT_LISTEN.into(),
@@ -501,24 +511,39 @@ fn default_instance(dir: &Path) -> String {
         .unwrap_or_default();
     let cleaned: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .take(63)
         .collect();
-    let cleaned = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
-    if cleaned.is_empty() { "default".into() } else { cleaned }
+    let cleaned = cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    if cleaned.is_empty() {
+        "default".into()
+    } else {
+        cleaned
+    }
 }
 
 /// A Kubernetes label value: up to 63 characters, alphanumerics with `-_.` inside.
 pub fn check_label_value(v: &str) -> Result<(), String> {
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && v.starts_with(|c: char| c.is_ascii_alphanumeric())
         && v.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
-        Err(format!("expected a label value (1-63 letters, digits, '-', '_' or '.', starting and ending alphanumeric), found {v:?}"))
+        Err(format!(
+            "expected a label value (1-63 letters, digits, '-', '_' or '.', starting and ending alphanumeric), found {v:?}"
+        ))
     }
 }
 
@@ -526,13 +551,16 @@ pub fn check_label_value(v: &str) -> Result<(), String> {
 pub fn check_dns_label(v: &str) -> Result<(), String> {
     let ok = !v.is_empty()
         && v.len() <= 63
-        && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !v.starts_with('-')
         && !v.ends_with('-');
     if ok {
         Ok(())
     } else {
-        Err(format!("expected a DNS label (lowercase letters, digits and '-'), found {v:?}"))
+        Err(format!(
+            "expected a DNS label (lowercase letters, digits and '-'), found {v:?}"
+        ))
     }
 }
 
@@ -551,15 +579,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = write(dir.path(), "instance: a\nprnue: true\n");
         let err = Config::load(&f).unwrap_err().to_string();
-        assert!(err.contains("meshloop.yaml:2:1: unknown key `prnue`"), "{err}");
+        assert!(
+            err.contains("meshloop.yaml:2:1: unknown key `prnue`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn nested_unknown_key_is_located() {
         let dir = tempfile::tempdir().unwrap();
-        let f = write(dir.path(), "sources:\n  - dir: routing\n    recursive: true\n");
+        let f = write(
+            dir.path(),
+            "sources:\n  - dir: routing\n    recursive: true\n",
+        );
         let err = Config::load(&f).unwrap_err().to_string();
-        assert!(err.contains(":3:5: sources[0]: unknown key `recursive`"), "{err}");
+        assert!(
+            err.contains(":3:5: sources[0]: unknown key `recursive`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -567,7 +604,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("routing")).unwrap();
         let cfg = Config::discover(dir.path()).unwrap();
-        assert_eq!(cfg.sources, vec![Source::Dir { path: absolute(&dir.path().join("routing")) }]);
+        assert_eq!(
+            cfg.sources,
+            vec![Source::Dir {
+                path: absolute(&dir.path().join("routing"))
+            }]
+        );
         assert!(cfg.prune);
         assert_eq!(cfg.debounce_ms, DEFAULT_DEBOUNCE_MS);
         assert_eq!(cfg.instance, default_instance(dir.path()));
@@ -600,7 +642,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = write(dir.path(), "prune: [yes]\n");
         let err = Config::load(&f).unwrap_err().to_string();
-        assert!(err.contains(":1:8: prune: expected a boolean, found a list"), "{err}");
+        assert!(
+            err.contains(":1:8: prune: expected a boolean, found a list"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -608,7 +653,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = write(dir.path(), "instance: Not Valid!\n");
         let err = Config::load(&f).unwrap_err().to_string();
-        assert!(err.contains(":1:11: instance: expected a label value"), "{err}");
+        assert!(
+            err.contains(":1:11: instance: expected a label value"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -623,7 +671,10 @@ mod tests {
             parse_group_kind("Telemetry.telemetry.istio.io"),
             Some(GroupKind::new("telemetry.istio.io", "Telemetry"))
         );
-        assert_eq!(parse_group_kind("ConfigMap"), Some(GroupKind::new("", "ConfigMap")));
+        assert_eq!(
+            parse_group_kind("ConfigMap"),
+            Some(GroupKind::new("", "ConfigMap"))
+        );
         assert_eq!(parse_group_kind("lower.case"), None);
     }
 }

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, Source};
-use crate::manifest::{self, LoadError, LoadOptions, Loaded, ObjectKey, Skipped, SourceObject, helm};
+use crate::manifest::{
+    self, LoadError, LoadOptions, Loaded, ObjectKey, Skipped, SourceObject, helm,
+};
 use crate::sync::Desired;
 
 #[derive(Debug, Clone, Default)]
@@ -127,12 +129,14 @@ impl SourceSet {
                             }
                         }
                     }
-                    Source::Chart { path: chart, values, .. }
-                        if path.starts_with(chart) || values.iter().any(|v| v == path) =>
+                    Source::Chart {
+                        path: chart,
+                        values,
+                        ..
+                    } if (path.starts_with(chart) || values.iter().any(|v| v == path))
+                        && !charts.contains(source) =>
                     {
-                        if !charts.contains(source) {
-                            charts.push(source.clone());
-                        }
+                        charts.push(source.clone());
                     }
                     _ => {}
                 }
@@ -154,7 +158,11 @@ impl SourceSet {
     }
 
     fn files_under(&self, dir: &Path) -> Vec<PathBuf> {
-        self.entries.keys().filter(|k| k.starts_with(dir)).cloned().collect()
+        self.entries
+            .keys()
+            .filter(|k| k.starts_with(dir))
+            .cloned()
+            .collect()
     }
 
     fn load_file(&mut self, path: &Path) {
@@ -164,11 +172,20 @@ impl SourceSet {
     }
 
     fn load_chart(&mut self, source: &Source) {
-        let Source::Chart { path, release, namespace, values, set } = source else {
+        let Source::Chart {
+            path,
+            release,
+            namespace,
+            values,
+            set,
+        } = source
+        else {
             return;
         };
         let shown = self.config.display_path(path).into_owned();
-        let ns = namespace.clone().unwrap_or_else(|| self.opts.default_namespace.clone());
+        let ns = namespace
+            .clone()
+            .unwrap_or_else(|| self.opts.default_namespace.clone());
         let req = helm::ChartRequest {
             helm: &self.config.helm,
             chart: path,
@@ -211,7 +228,10 @@ impl SourceSet {
 
     /// All current errors, in file order.
     pub fn errors(&self) -> Vec<LoadError> {
-        self.entries.values().flat_map(|e| e.errors.iter().cloned()).collect()
+        self.entries
+            .values()
+            .flat_map(|e| e.errors.iter().cloned())
+            .collect()
     }
 
     pub fn problems(&self) -> &[SourceProblem] {
@@ -232,7 +252,10 @@ impl SourceSet {
 
     /// Non-owned objects seen in the sources (Deployments, Services) for offline analysis.
     pub fn others(&self) -> Vec<SourceObject> {
-        self.entries.values().flat_map(|e| e.others.iter().cloned()).collect()
+        self.entries
+            .values()
+            .flat_map(|e| e.others.iter().cloned())
+            .collect()
     }
 
     /// Joins the entries into the desired state.
@@ -264,7 +287,9 @@ impl SourceSet {
             desired.blockers.push(e.to_string());
         }
         for p in &self.problems {
-            desired.blockers.push(format!("{}: {}", p.source, p.message));
+            desired
+                .blockers
+                .push(format!("{}: {}", p.source, p.message));
         }
         (desired, errors)
     }

@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions,
+};
 use kube::discovery::Scope;
 use serde::Serialize;
 use serde_json::Value as J;
@@ -128,15 +130,27 @@ impl SyncReport {
             Outcome::Failed { .. } => c.failed += 1,
             Outcome::Conflicted { .. } => c.conflicted += 1,
         }
-        if !self.dry_run && matches!(outcome, Outcome::Created | Outcome::Changed { .. } | Outcome::Pruned) {
+        if !self.dry_run
+            && matches!(
+                outcome,
+                Outcome::Created | Outcome::Changed { .. } | Outcome::Pruned
+            )
+        {
             c.writes += 1;
         }
-        self.objects.push(ObjectResult { key, source, outcome });
+        self.objects.push(ObjectResult {
+            key,
+            source,
+            outcome,
+        });
     }
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64() * 1000.0)
     }
 }
@@ -163,14 +177,20 @@ pub fn applied_body(obj: &SourceObject, instance: &str) -> J {
     for (field, k, v) in [
         ("labels", LABEL_MANAGED_BY, FIELD_MANAGER.to_string()),
         ("labels", LABEL_INSTANCE, instance.to_string()),
-        ("annotations", ANNOTATION_SOURCE, format!("{}:{}", obj.origin.file, obj.origin.pos.line)),
+        (
+            "annotations",
+            ANNOTATION_SOURCE,
+            format!("{}:{}", obj.origin.file, obj.origin.pos.line),
+        ),
     ] {
         if !meta.get(field).is_some_and(J::is_object) {
             meta[field] = J::Object(Default::default());
         }
         meta[field][k] = J::String(v);
     }
-    let digest = hex(&Sha256::digest(serde_json::to_vec(&body).unwrap_or_default()));
+    let digest = hex(&Sha256::digest(
+        serde_json::to_vec(&body).unwrap_or_default(),
+    ));
     body["metadata"]["annotations"][ANNOTATION_HASH] = J::String(digest[..16].to_string());
     body
 }
@@ -187,7 +207,9 @@ pub fn is_subset(want: &J, live: &J) -> bool {
             Some(lv) => is_subset(wv, lv),
             None => wv.is_null(),
         }),
-        (J::Array(w), J::Array(l)) => w.len() == l.len() && w.iter().zip(l).all(|(a, b)| is_subset(a, b)),
+        (J::Array(w), J::Array(l)) => {
+            w.len() == l.len() && w.iter().zip(l).all(|(a, b)| is_subset(a, b))
+        }
         (J::Number(a), J::Number(b)) => a.as_f64() == b.as_f64(),
         _ => want == live,
     }
@@ -195,7 +217,13 @@ pub fn is_subset(want: &J, live: &J) -> bool {
 
 /// Would applying `want` leave `live` as it is?
 pub fn unchanged(want: &J, live: &J) -> bool {
-    let digest = |v: &J| v.pointer(&format!("/metadata/annotations/{}", ANNOTATION_HASH.replace('/', "~1"))).cloned();
+    let digest = |v: &J| {
+        v.pointer(&format!(
+            "/metadata/annotations/{}",
+            ANNOTATION_HASH.replace('/', "~1")
+        ))
+        .cloned()
+    };
     digest(want).is_some() && digest(want) == digest(live) && is_subset(want, live)
 }
 
@@ -210,8 +238,17 @@ pub fn changed_fields(before: &J, after: &J) -> Vec<String> {
             (J::Object(x), J::Object(y)) => {
                 let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
                 for k in keys {
-                    let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                    walk(&p, x.get(k).unwrap_or(&J::Null), y.get(k).unwrap_or(&J::Null), out);
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    walk(
+                        &p,
+                        x.get(k).unwrap_or(&J::Null),
+                        y.get(k).unwrap_or(&J::Null),
+                        out,
+                    );
                 }
             }
             (J::Array(x), J::Array(y)) if x.len() == y.len() => {
@@ -241,6 +278,9 @@ fn is_server_field(path: &str) -> bool {
     ) || path == format!("metadata.annotations.{ANNOTATION_HASH}")
 }
 
+/// An object on its way out: source, body to send, live copy, and where to send it.
+type Pending = (SourceObject, J, Option<DynamicObject>, ApiResource, Scope);
+
 /// The live objects of one kind that this instance owns.
 struct KindState {
     gk: GroupKind,
@@ -259,9 +299,15 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
     // Kinds to look at: every owned kind (for prune) plus any kind present in the desired set.
     let mut kinds: BTreeSet<GroupKind> = opts.owned.iter().cloned().collect();
     kinds.extend(desired.objects.iter().map(|o| o.key.group_kind()));
-    let wanted_kinds: BTreeSet<GroupKind> = desired.objects.iter().map(|o| o.key.group_kind()).collect();
+    let wanted_kinds: BTreeSet<GroupKind> =
+        desired.objects.iter().map(|o| o.key.group_kind()).collect();
 
-    let states = futures::future::join_all(kinds.iter().map(|gk| list_kind(cluster, gk, &opts.instance))).await;
+    let states = futures::future::join_all(
+        kinds
+            .iter()
+            .map(|gk| list_kind(cluster, gk, &opts.instance)),
+    )
+    .await;
     let mut by_kind: BTreeMap<GroupKind, KindState> = BTreeMap::new();
     for (gk, st) in kinds.iter().zip(states) {
         match st {
@@ -300,8 +346,7 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
     }
 
     // Decide per object, then apply phase by phase.
-    let mut to_apply: BTreeMap<u8, Vec<(SourceObject, J, Option<DynamicObject>, kube::api::ApiResource, Scope)>> =
-        BTreeMap::new();
+    let mut to_apply: BTreeMap<u8, Vec<Pending>> = BTreeMap::new();
     for obj in &desired.objects {
         if desired.held.contains(&obj.key) {
             continue;
@@ -313,10 +358,19 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
         let (ar, scope) = if ar.version == version_of(&obj.api_version) {
             (ar.clone(), scope.clone())
         } else {
-            match cluster.resolve(&gk, Some(version_of(&obj.api_version))).await {
+            match cluster
+                .resolve(&gk, Some(version_of(&obj.api_version)))
+                .await
+            {
                 Ok(found) => found,
                 Err(e) => {
-                    report.push(obj.key.clone(), Some(source_of(obj)), Outcome::Failed { message: e.to_string() });
+                    report.push(
+                        obj.key.clone(),
+                        Some(source_of(obj)),
+                        Outcome::Failed {
+                            message: e.to_string(),
+                        },
+                    );
                     continue;
                 }
             }
@@ -330,14 +384,20 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
                 continue;
             }
         }
-        to_apply.entry(phase(&gk)).or_default().push((obj.clone(), body, live, ar, scope));
+        to_apply
+            .entry(phase(&gk))
+            .or_default()
+            .push((obj.clone(), body, live, ar, scope));
     }
 
     for (_, batch) in to_apply {
-        let results: Vec<_> = futures::stream::iter(batch.into_iter().map(|(obj, body, live, ar, scope)| async move {
-            let outcome = apply_one(cluster, &obj, body, live.as_ref(), &ar, &scope, opts).await;
-            (obj, outcome)
-        }))
+        let results: Vec<_> = futures::stream::iter(batch.into_iter().map(
+            |(obj, body, live, ar, scope)| async move {
+                let outcome =
+                    apply_one(cluster, &obj, body, live.as_ref(), &ar, &scope, opts).await;
+                (obj, outcome)
+            },
+        ))
         .buffer_unordered(APPLY_CONCURRENCY)
         .collect()
         .await;
@@ -346,9 +406,21 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
                 Ok(o) => report.push(obj.key.clone(), Some(source_of(&obj)), o),
                 Err(e) if e.is_unreachable() => {
                     report.unreachable = true;
-                    report.push(obj.key.clone(), Some(source_of(&obj)), Outcome::Failed { message: e.to_string() });
+                    report.push(
+                        obj.key.clone(),
+                        Some(source_of(&obj)),
+                        Outcome::Failed {
+                            message: e.to_string(),
+                        },
+                    );
                 }
-                Err(e) => report.push(obj.key.clone(), Some(source_of(&obj)), Outcome::Failed { message: e.to_string() }),
+                Err(e) => report.push(
+                    obj.key.clone(),
+                    Some(source_of(&obj)),
+                    Outcome::Failed {
+                        message: e.to_string(),
+                    },
+                ),
             }
         }
     }
@@ -381,7 +453,13 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
             for (key, live, ar, scope) in stale {
                 match delete_one(cluster, &key, &live, &ar, &scope, opts.dry_run).await {
                     Ok(()) => report.push(key, None, Outcome::Pruned),
-                    Err(e) => report.push(key, None, Outcome::Failed { message: format!("prune: {e}") }),
+                    Err(e) => report.push(
+                        key,
+                        None,
+                        Outcome::Failed {
+                            message: format!("prune: {e}"),
+                        },
+                    ),
                 }
             }
         }
@@ -402,18 +480,33 @@ fn source_of(obj: &SourceObject) -> String {
 
 fn carries_both_labels(o: &DynamicObject, instance: &str) -> bool {
     let labels = o.metadata.labels.as_ref();
-    labels.and_then(|l| l.get(LABEL_MANAGED_BY)).map(String::as_str) == Some(FIELD_MANAGER)
-        && labels.and_then(|l| l.get(LABEL_INSTANCE)).map(String::as_str) == Some(instance)
+    labels
+        .and_then(|l| l.get(LABEL_MANAGED_BY))
+        .map(String::as_str)
+        == Some(FIELD_MANAGER)
+        && labels
+            .and_then(|l| l.get(LABEL_INSTANCE))
+            .map(String::as_str)
+            == Some(instance)
 }
 
-fn api_for(cluster: &Cluster, ar: &kube::api::ApiResource, scope: &Scope, namespace: &str) -> Api<DynamicObject> {
+fn api_for(
+    cluster: &Cluster,
+    ar: &kube::api::ApiResource,
+    scope: &Scope,
+    namespace: &str,
+) -> Api<DynamicObject> {
     match scope {
         Scope::Namespaced => Api::namespaced_with(cluster.client.clone(), namespace, ar),
         Scope::Cluster => Api::all_with(cluster.client.clone(), ar),
     }
 }
 
-async fn list_kind(cluster: &Cluster, gk: &GroupKind, instance: &str) -> Result<KindState, ClusterError> {
+async fn list_kind(
+    cluster: &Cluster,
+    gk: &GroupKind,
+    instance: &str,
+) -> Result<KindState, ClusterError> {
     let (ar, scope) = match cluster.resolve(gk, None).await {
         Ok(found) => found,
         Err(ClusterError::KindNotInstalled { .. }) => {
@@ -478,7 +571,10 @@ async fn apply_one(
             })
         }
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Conflicted {
-            message: format!("{} (another field manager owns these fields; set force_conflicts: true to take them)", status.message),
+            message: format!(
+                "{} (another field manager owns these fields; set force_conflicts: true to take them)",
+                status.message
+            ),
         }),
         Err(kube::Error::Api(status)) => Ok(Outcome::Failed {
             message: format!("rejected by the API server: {}", status.message),

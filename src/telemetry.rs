@@ -13,7 +13,8 @@ pub enum LogFormat {
 /// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
 /// tests that drive the CLI in-process can call it freely.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("meshloop=info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("meshloop=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -55,21 +55,40 @@ async fn server_side_apply_of_istio_routing_objects_round_trips() {
             .managed_fields
             .unwrap_or_default()
             .into_iter()
-            .map(|m| (m.manager.unwrap_or_default(), m.operation.unwrap_or_default()))
+            .map(|m| {
+                (
+                    m.manager.unwrap_or_default(),
+                    m.operation.unwrap_or_default(),
+                )
+            })
             .collect();
-        assert_eq!(managers, vec![("meshloop".to_string(), "Apply".to_string())], "{kind}");
+        assert_eq!(
+            managers,
+            vec![("meshloop".to_string(), "Apply".to_string())],
+            "{kind}"
+        );
     }
 }
 
 /// Applies a Gateway spec and returns the API server's refusal.
-async fn rejected(api: &Api<DynamicObject>, ns: &str, name: &str, spec: serde_json::Value) -> kube::core::Status {
+async fn rejected(
+    api: &Api<DynamicObject>,
+    ns: &str,
+    name: &str,
+    spec: serde_json::Value,
+) -> kube::core::Status {
     let bad = object("Gateway", ns, name, spec);
     let err = api
         .patch(name, &PatchParams::apply("meshloop"), &Patch::Apply(&bad))
         .await
         .expect_err("the CRD schema must refuse this Gateway");
-    let kube::Error::Api(status) = err else { panic!("expected an API error, got {err}") };
-    assert!(api.get_opt(name).await.unwrap().is_none(), "nothing was stored");
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err}")
+    };
+    assert!(
+        api.get_opt(name).await.unwrap().is_none(),
+        "nothing was stored"
+    );
     *status
 }
 
@@ -91,8 +110,16 @@ async fn crd_schema_rejects_invalid_gateways() {
     )
     .await;
     assert_eq!(status.code, 422, "{status:?}");
-    assert!(status.message.contains("spec.servers[0].port.number"), "names the field: {}", status.message);
-    assert!(status.message.contains("4294967295"), "says the bound: {}", status.message);
+    assert!(
+        status.message.contains("spec.servers[0].port.number"),
+        "names the field: {}",
+        status.message
+    );
+    assert!(
+        status.message.contains("4294967295"),
+        "says the bound: {}",
+        status.message
+    );
 
     let status = rejected(
         &api,
@@ -104,7 +131,9 @@ async fn crd_schema_rejects_invalid_gateways() {
     .await;
     assert_eq!(status.code, 422, "{status:?}");
     assert!(
-        status.message.contains("only one of credentialName or credentialNames can be set"),
+        status
+            .message
+            .contains("only one of credentialName or credentialNames can be set"),
         "the CEL rule's message: {}",
         status.message
     );

@@ -13,7 +13,9 @@ use super::{LoadOptions, Loaded, load_text};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HelmError {
-    #[error("cannot run {helm:?}: {source} (install helm, or set `helm:` in meshloop.yaml or MESHLOOP_HELM)")]
+    #[error(
+        "cannot run {helm:?}: {source} (install helm, or set `helm:` in meshloop.yaml or MESHLOOP_HELM)"
+    )]
     Spawn {
         helm: String,
         #[source]
@@ -103,13 +105,10 @@ fn split_sources(rendered: &str) -> Vec<(String, String)> {
             current = Some((src.trim().to_string(), String::new()));
             continue;
         }
-        match &mut current {
-            Some((_, text)) => {
-                text.push_str(line);
-                text.push('\n');
-            }
-            // Text before the first `# Source:` is only the leading `---`.
-            None => {}
+        // Text before the first `# Source:` is only the leading `---`.
+        if let Some((_, text)) = &mut current {
+            text.push_str(line);
+            text.push('\n');
         }
     }
     if let Some(done) = current.take() {
@@ -136,7 +135,10 @@ mod tests {
         assert!(l.errors.is_empty(), "{:?}", l.errors);
         assert!(l.skipped.is_empty());
         assert_eq!(l.objects.len(), 1);
-        assert_eq!(l.objects[0].origin.file, "charts/goapp/templates/routing.yaml");
+        assert_eq!(
+            l.objects[0].origin.file,
+            "charts/goapp/templates/routing.yaml"
+        );
         assert_eq!(l.objects[0].origin.pos.line, 1);
         assert!(l.objects[0].origin.rendered);
     }

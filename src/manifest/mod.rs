@@ -188,15 +188,33 @@ pub fn load_text(text: &str, file: &str, rendered: bool, opts: &LoadOptions) -> 
             continue;
         }
         // A `kind: List` (what `kubectl get -o yaml` prints) holds objects in `items`.
-        if node.at("kind").and_then(Node::as_str) == Some("List") {
-            if let Some(Value::Seq(items)) = node.get("items").map(|n| &n.value) {
+        if node.at("kind").and_then(Node::as_str) == Some("List")
+            && let Some(Value::Seq(items)) = node.get("items").map(|n| &n.value)
+        {
+            {
                 for item in items {
-                    read_object(item.clone(), file, doc_index, rendered, opts, &mut out, &mut skipped);
+                    read_object(
+                        item.clone(),
+                        file,
+                        doc_index,
+                        rendered,
+                        opts,
+                        &mut out,
+                        &mut skipped,
+                    );
                 }
                 continue;
             }
         }
-        read_object(node, file, doc_index, rendered, opts, &mut out, &mut skipped);
+        read_object(
+            node,
+            file,
+            doc_index,
+            rendered,
+            opts,
+            &mut out,
+            &mut skipped,
+        );
     }
     out.skipped = skipped.into_values().collect();
     out
@@ -221,7 +239,10 @@ fn read_object(
         out.errors.push(err(
             node.pos,
             None,
-            format!("expected a Kubernetes object (a mapping), found {}", node.kind_name()),
+            format!(
+                "expected a Kubernetes object (a mapping), found {}",
+                node.kind_name()
+            ),
         ));
         return;
     }
@@ -237,7 +258,11 @@ fn read_object(
     let api_version = match field_str(&node, "apiVersion") {
         Ok(a) => a,
         Err((pos, m)) => {
-            out.errors.push(err(pos, Some(label), format!("apiVersion: {m} such as networking.istio.io/v1")));
+            out.errors.push(err(
+                pos,
+                Some(label),
+                format!("apiVersion: {m} such as networking.istio.io/v1"),
+            ));
             return;
         }
     };
@@ -259,22 +284,41 @@ fn read_object(
     let metadata_pos = node.key_pos("metadata").unwrap_or(node.pos);
     let name = match node.get("metadata") {
         None => {
-            out.errors.push(err(node.pos, Some(label), "metadata.name: missing; every object needs a name".into()));
+            out.errors.push(err(
+                node.pos,
+                Some(label),
+                "metadata.name: missing; every object needs a name".into(),
+            ));
             return;
         }
         Some(meta) if !matches!(meta.value, Value::Map(_)) => {
-            out.errors.push(err(meta.pos, Some(label), format!("metadata: expected a mapping, found {}", meta.kind_name())));
+            out.errors.push(err(
+                meta.pos,
+                Some(label),
+                format!("metadata: expected a mapping, found {}", meta.kind_name()),
+            ));
             return;
         }
         Some(meta) => match meta.get("name") {
             None => {
-                out.errors.push(err(metadata_pos, Some(label), "metadata.name: missing; every object needs a name".into()));
+                out.errors.push(err(
+                    metadata_pos,
+                    Some(label),
+                    "metadata.name: missing; every object needs a name".into(),
+                ));
                 return;
             }
             Some(n) => match n.as_str() {
                 Some(s) if !s.is_empty() => s.to_string(),
                 _ => {
-                    out.errors.push(err(n.pos, Some(label), format!("metadata.name: expected a non-empty string, found {}", n.kind_name())));
+                    out.errors.push(err(
+                        n.pos,
+                        Some(label),
+                        format!(
+                            "metadata.name: expected a non-empty string, found {}",
+                            n.kind_name()
+                        ),
+                    ));
                     return;
                 }
             },
@@ -285,20 +329,28 @@ fn read_object(
         Some(n) => match n.as_str() {
             Some(s) if !s.is_empty() => s.to_string(),
             _ => {
-                out.errors.push(err(n.pos, Some(label), format!("metadata.namespace: expected a string, found {}", n.kind_name())));
+                out.errors.push(err(
+                    n.pos,
+                    Some(label),
+                    format!(
+                        "metadata.namespace: expected a string, found {}",
+                        n.kind_name()
+                    ),
+                ));
                 return;
             }
         },
     };
-    if owned {
-        if let Err(e) = istio::check_shape(&gk, &node) {
-            out.errors.push(err(e.pos, Some(label), e.to_string()));
-            return;
-        }
+    if owned && let Err(e) = istio::check_shape(&gk, &node) {
+        out.errors.push(err(e.pos, Some(label), e.to_string()));
+        return;
     }
     let mut body = node.to_json();
     if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        meta.insert("namespace".into(), serde_json::Value::String(namespace.clone()));
+        meta.insert(
+            "namespace".into(),
+            serde_json::Value::String(namespace.clone()),
+        );
     }
     let obj = SourceObject {
         key: ObjectKey {
@@ -330,7 +382,10 @@ fn field_str(node: &Node, key: &str) -> Result<String, (Pos, String)> {
         None => Err((node.pos, "missing".into())),
         Some(v) => match v.as_str() {
             Some(s) if !s.is_empty() => Ok(s.to_string()),
-            _ => Err((v.pos, format!("expected a non-empty string, found {}", v.kind_name()))),
+            _ => Err((
+                v.pos,
+                format!("expected a non-empty string, found {}", v.kind_name()),
+            )),
         },
     }
 }
@@ -351,10 +406,16 @@ pub fn is_ignored_name(name: &str) -> bool {
 
 /// True for files a directory source reads.
 pub fn is_yaml_file(path: &Path) -> bool {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     !is_ignored_name(&name)
         && !name.starts_with('.')
-        && matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        )
 }
 
 /// Every YAML file under `dir`, sorted so runs are deterministic. A missing directory is an
@@ -408,7 +469,9 @@ mod tests {
 
     #[test]
     fn missing_name_is_an_error_for_that_object_only() {
-        let text = format!("{VS}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  labels: {{}}\n");
+        let text = format!(
+            "{VS}---\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  labels: {{}}\n"
+        );
         let l = load_text(&text, "a.yaml", false, &opts());
         assert_eq!(l.objects.len(), 1);
         assert_eq!(l.errors.len(), 1);
@@ -420,9 +483,22 @@ mod tests {
 
     #[test]
     fn missing_api_version_and_kind() {
-        let l = load_text("kind: Gateway\nmetadata: {name: g}\n", "a.yaml", false, &opts());
-        assert_eq!(l.errors[0].to_string(), "a.yaml:1:1: Gateway g: apiVersion: missing such as networking.istio.io/v1");
-        let l = load_text("apiVersion: v1\nmetadata: {name: g}\n", "a.yaml", false, &opts());
+        let l = load_text(
+            "kind: Gateway\nmetadata: {name: g}\n",
+            "a.yaml",
+            false,
+            &opts(),
+        );
+        assert_eq!(
+            l.errors[0].to_string(),
+            "a.yaml:1:1: Gateway g: apiVersion: missing such as networking.istio.io/v1"
+        );
+        let l = load_text(
+            "apiVersion: v1\nmetadata: {name: g}\n",
+            "a.yaml",
+            false,
+            &opts(),
+        );
         assert_eq!(l.errors[0].to_string(), "a.yaml:1:1: kind: missing");
     }
 
@@ -445,7 +521,16 @@ mod tests {
 
     #[test]
     fn editor_files_are_ignored() {
-        for n in [".goapp.yaml.swp", "goapp.yaml~", "#goapp.yaml#", ".#goapp.yaml", "goapp.yaml___jb_tmp___", "x.tmp", ".DS_Store", "4913"] {
+        for n in [
+            ".goapp.yaml.swp",
+            "goapp.yaml~",
+            "#goapp.yaml#",
+            ".#goapp.yaml",
+            "goapp.yaml___jb_tmp___",
+            "x.tmp",
+            ".DS_Store",
+            "4913",
+        ] {
             assert!(is_ignored_name(n) || !is_yaml_file(Path::new(n)), "{n}");
         }
         assert!(is_yaml_file(Path::new("routing/goapp.yaml")));

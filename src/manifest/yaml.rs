@@ -10,7 +10,9 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeOwned, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    self, DeserializeOwned, Error as _, IntoDeserializer, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
 
@@ -72,7 +74,10 @@ pub struct SyntaxError {
 /// Parses every document of `text`. Empty documents (a stray `---`) are dropped by the parser.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
     serde_saphyr::from_multiple::<Node>(text).map_err(|e| {
-        let pos = e.location().map(|l| Pos::from_location(&l)).unwrap_or_default();
+        let pos = e
+            .location()
+            .map(|l| Pos::from_location(&l))
+            .unwrap_or_default();
         SyntaxError {
             pos,
             message: strip_location_prefix(&e.without_snippet().to_string()),
@@ -249,7 +254,10 @@ impl Node {
     /// The position of the key `key` in this mapping (where a person looks for the field).
     pub fn key_pos(&self, key: &str) -> Option<Pos> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.pos),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.name == key)
+                .map(|(k, _)| k.pos),
             _ => None,
         }
     }
@@ -267,11 +275,12 @@ impl Node {
     }
 
     pub fn at_path(&self, path: &[Seg]) -> Option<&Node> {
-        path.iter().try_fold(self, |node, seg| match (seg, &node.value) {
-            (Seg::Key(k), _) => node.get(k),
-            (Seg::Index(i), Value::Seq(items)) => items.get(*i),
-            _ => None,
-        })
+        path.iter()
+            .try_fold(self, |node, seg| match (seg, &node.value) {
+                (Seg::Key(k), _) => node.get(k),
+                (Seg::Index(i), Value::Seq(items)) => items.get(*i),
+                _ => None,
+            })
     }
 
     /// The best position for a field path: the key of the last mapping step that exists, so a
@@ -486,13 +495,13 @@ impl<'a> NodeDe<'a> {
     /// Scalars are passed through as they are; the visitor's own type check produces the
     /// message, which we rewrite into "expected X, found Y" with the node's position.
     fn typed<'de, V: Visitor<'de>>(self, visitor: V, what: &str) -> Result<V::Value, DeError> {
-        let ok = match (&self.node.value, what) {
-            (Value::Str(_), "a string") => true,
-            (Value::Bool(_), "a boolean") => true,
-            (Value::Int(_), "an integer") => true,
-            (Value::Int(_) | Value::Float(_), "a number") => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (&self.node.value, what),
+            (Value::Str(_), "a string")
+                | (Value::Bool(_), "a boolean")
+                | (Value::Int(_), "an integer")
+                | (Value::Int(_) | Value::Float(_), "a number")
+        );
         if !ok {
             return Err(self.expected(what));
         }
@@ -631,7 +640,9 @@ impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> SeqAccess<'de> for SeqDe<'_
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some((i, node)) => seed.deserialize(self.parent.child(Seg::Index(i), node)).map(Some),
+            Some((i, node)) => seed
+                .deserialize(self.parent.child(Seg::Index(i), node))
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -772,15 +783,16 @@ mod tests {
 
     #[test]
     fn typed_view_error_names_path_and_position() {
-        let doc =
-            &parse_documents("spec:\n  route:\n    - destination:\n        host: [a]\n").unwrap()[0];
+        let doc = &parse_documents("spec:\n  route:\n    - destination:\n        host: [a]\n")
+            .unwrap()[0];
         let route = doc.at("spec.route").unwrap();
-        let err = from_node::<Vec<Route>>(
-            route,
-            &[Seg::Key("spec".into()), Seg::Key("route".into())],
-        )
-        .unwrap_err();
-        assert_eq!(err.to_string(), "spec.route[0].destination.host: expected a string, found a list");
+        let err =
+            from_node::<Vec<Route>>(route, &[Seg::Key("spec".into()), Seg::Key("route".into())])
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.route[0].destination.host: expected a string, found a list"
+        );
         assert_eq!(err.pos, Pos { line: 4, col: 15 });
     }
 

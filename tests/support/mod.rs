@@ -27,7 +27,10 @@ pub struct TestCluster {
 
 fn start(name: &str, extra: &[&str]) -> TestCluster {
     let script = repo_root().join("dev/localcluster");
-    let status = Command::new(&script).arg("build").status().expect("run dev/localcluster build");
+    let status = Command::new(&script)
+        .arg("build")
+        .status()
+        .expect("run dev/localcluster build");
     assert!(status.success(), "dev/localcluster build failed");
     let exe = std::env::current_exe().unwrap();
     let bin = exe.file_name().unwrap().to_string_lossy().into_owned();
@@ -48,15 +51,27 @@ fn start(name: &str, extra: &[&str]) -> TestCluster {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let kubeconfig = PathBuf::from(stdout.lines().last().expect("kubeconfig path on stdout").trim());
-    TestCluster { kubeconfig, dir: Some(dir) }
+    let kubeconfig = PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("kubeconfig path on stdout")
+            .trim(),
+    );
+    TestCluster {
+        kubeconfig,
+        dir: Some(dir),
+    }
 }
 
 /// The shared cluster of this test binary, with the Istio CRDs.
 pub fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| match std::env::var_os("MESHLOOP_TEST_KUBECONFIG") {
-        Some(k) => TestCluster { kubeconfig: PathBuf::from(k), dir: None },
+        Some(k) => TestCluster {
+            kubeconfig: PathBuf::from(k),
+            dir: None,
+        },
         None => start("istio", &[]),
     })
 }
@@ -69,13 +84,18 @@ pub fn bare_cluster() -> &'static TestCluster {
 
 /// The directory of the cached control-plane binaries (kubectl, helm).
 pub fn bin_dir() -> PathBuf {
-    let out = Command::new(repo_root().join("dev/localcluster")).arg("bin").output().unwrap();
+    let out = Command::new(repo_root().join("dev/localcluster"))
+        .arg("bin")
+        .output()
+        .unwrap();
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 pub async fn client_for(tc: &TestCluster) -> Client {
     let kc = Kubeconfig::read_from(&tc.kubeconfig).unwrap();
-    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.unwrap();
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     Client::try_from(config).unwrap()
 }
 
@@ -112,22 +132,33 @@ impl TestNs {
             .create(&PostParams::default(), &ns)
             .await
             .expect("create test namespace");
-        TestNs { name, kubeconfig: tc.kubeconfig.clone() }
+        TestNs {
+            name,
+            kubeconfig: tc.kubeconfig.clone(),
+        }
     }
 }
 
 impl Drop for TestNs {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let tc = TestCluster { kubeconfig: self.kubeconfig.clone(), dir: None };
+        let tc = TestCluster {
+            kubeconfig: self.kubeconfig.clone(),
+            dir: None,
+        };
         // Drop cannot await, and the test's runtime is blocked here, so a short-lived runtime
         // on its own thread does the delete with a client of its own (a kube Client's worker
         // lives on the runtime that made it).
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 let client = client_for(&tc).await;
-                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::default()).await;
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await;
             });
         })
         .join();
