@@ -1,6 +1,7 @@
 //! meshloop: the dev-loop companion that owns Istio routing objects on a local cluster.
 //!
 //! # Layout
+//! - [`analyze`]: findings about the routing (offline and with live facts), `explain`.
 //! - [`config`]: `meshloop.yaml`, flags and defaults.
 //! - [`manifest`]: source files into located objects (file, line, column of every field),
 //!   typed views of the Istio kinds, `helm template` for chart sources.
@@ -10,6 +11,7 @@
 //! - [`cli`]: the `meshloop` commands, their output and exit codes.
 //! - [`telemetry`]: tracing setup.
 
+pub mod analyze;
 pub mod cli;
 pub mod cluster;
 pub mod config;

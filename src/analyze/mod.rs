@@ -1,0 +1,1 @@
+//! Analysis of Istio routing: findings with file:line locations, and route simulation.
