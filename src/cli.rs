@@ -194,6 +194,8 @@ async fn sync_once(
         prune: config.prune && !args.no_prune,
         force_conflicts: config.force_conflicts || args.force_conflicts,
         dry_run: args.dry_run,
+        previously_applied: Default::default(),
+        restore_drift: true,
     };
     let report = sync::sync(&cluster, &desired, &opts).await;
     let mut errors = errors;
@@ -283,7 +285,7 @@ fn print_report(report: &SyncReport, diff: bool) {
             Outcome::Created => GREEN,
             Outcome::Changed { .. } => YELLOW,
             Outcome::Pruned => MAGENTA,
-            Outcome::Failed { .. } | Outcome::Conflicted { .. } => RED,
+            Outcome::Failed { .. } | Outcome::Conflicted { .. } | Outcome::Drifted => RED,
             Outcome::Unchanged => DIM,
         };
         let first = format!("{:<w0$}", row[0]);

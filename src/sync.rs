@@ -51,6 +51,35 @@ pub struct SyncOptions {
     pub prune: bool,
     pub force_conflicts: bool,
     pub dry_run: bool,
+    /// What the previous sync left applied; an object from this set missing on the cluster
+    /// was deleted by someone else (drift), not never created.
+    pub previously_applied: BTreeSet<ObjectKey>,
+    /// Put drifted objects back (true) or only report them.
+    pub restore_drift: bool,
+}
+
+impl SyncOptions {
+    pub fn new(instance: &str, owned: Vec<GroupKind>) -> SyncOptions {
+        SyncOptions {
+            instance: instance.to_string(),
+            owned,
+            prune: true,
+            force_conflicts: false,
+            dry_run: false,
+            previously_applied: BTreeSet::new(),
+            restore_drift: true,
+        }
+    }
+}
+
+/// How an object left the state meshloop applied, when someone else changed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Drift {
+    /// A value meshloop set was changed by another client.
+    Edited,
+    /// The object was deleted by another client.
+    Deleted,
 }
 
 /// What happened to one object.
@@ -63,6 +92,8 @@ pub enum Outcome {
     Pruned,
     Failed { message: String },
     Conflicted { message: String },
+    /// Drift seen and left alone (`drift: report`).
+    Drifted,
 }
 
 impl Outcome {
@@ -74,6 +105,7 @@ impl Outcome {
             Outcome::Pruned => "pruned",
             Outcome::Failed { .. } => "failed",
             Outcome::Conflicted { .. } => "conflict",
+            Outcome::Drifted => "drifted",
         }
     }
 }
@@ -86,6 +118,15 @@ pub struct ObjectResult {
     pub source: Option<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
+    /// Set when the object had drifted from what meshloop applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+    /// resourceVersion after our write (or the live one when nothing was sent), and the uid
+    /// of what we deleted: the daemon uses them to tell its own watch events from others'.
+    #[serde(skip)]
+    pub resource_version: Option<String>,
+    #[serde(skip)]
+    pub uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -96,6 +137,7 @@ pub struct Counts {
     pub pruned: usize,
     pub failed: usize,
     pub conflicted: usize,
+    pub drifted: usize,
     /// Requests that changed something (applies that were sent, deletes).
     pub writes: usize,
 }
@@ -121,6 +163,18 @@ impl SyncReport {
     }
 
     fn push(&mut self, key: ObjectKey, source: Option<String>, outcome: Outcome) {
+        self.push_result(ObjectResult {
+            key,
+            source,
+            outcome,
+            drift: None,
+            resource_version: None,
+            uid: None,
+        });
+    }
+
+    fn push_result(&mut self, result: ObjectResult) {
+        let outcome = &result.outcome;
         let c = &mut self.counts;
         match &outcome {
             Outcome::Created => c.created += 1,
@@ -129,6 +183,7 @@ impl SyncReport {
             Outcome::Pruned => c.pruned += 1,
             Outcome::Failed { .. } => c.failed += 1,
             Outcome::Conflicted { .. } => c.conflicted += 1,
+            Outcome::Drifted => c.drifted += 1,
         }
         if !self.dry_run
             && matches!(
@@ -138,11 +193,7 @@ impl SyncReport {
         {
             c.writes += 1;
         }
-        self.objects.push(ObjectResult {
-            key,
-            source,
-            outcome,
-        });
+        self.objects.push(result);
     }
 }
 
@@ -215,16 +266,13 @@ pub fn is_subset(want: &J, live: &J) -> bool {
     }
 }
 
+fn digest_of(v: &J) -> Option<&J> {
+    v.get("metadata")?.get("annotations")?.get(ANNOTATION_HASH)
+}
+
 /// Would applying `want` leave `live` as it is?
 pub fn unchanged(want: &J, live: &J) -> bool {
-    let digest = |v: &J| {
-        v.pointer(&format!(
-            "/metadata/annotations/{}",
-            ANNOTATION_HASH.replace('/', "~1")
-        ))
-        .cloned()
-    };
-    digest(want).is_some() && digest(want) == digest(live) && is_subset(want, live)
+    digest_of(want).is_some() && digest_of(want) == digest_of(live) && is_subset(want, live)
 }
 
 /// The fields that differ between two versions of an object, as dotted paths, ignoring what
@@ -279,7 +327,14 @@ fn is_server_field(path: &str) -> bool {
 }
 
 /// An object on its way out: source, body to send, live copy, and where to send it.
-type Pending = (SourceObject, J, Option<DynamicObject>, ApiResource, Scope);
+struct Pending {
+    obj: SourceObject,
+    body: J,
+    live: Option<DynamicObject>,
+    ar: ApiResource,
+    scope: Scope,
+    drift: Option<Drift>,
+}
 
 /// The live objects of one kind that this instance owns.
 struct KindState {
@@ -377,33 +432,66 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
         };
         let body = applied_body(obj, &opts.instance);
         let live = st.live.get(&obj.key).cloned();
-        if let Some(l) = &live {
-            let live_json = serde_json::to_value(l).unwrap_or(J::Null);
-            if unchanged(&body, &live_json) {
-                report.push(obj.key.clone(), Some(source_of(obj)), Outcome::Unchanged);
-                continue;
+        let drift = match &live {
+            Some(l) => {
+                let live_json = serde_json::to_value(l).unwrap_or(J::Null);
+                if unchanged(&body, &live_json) {
+                    report.push_result(ObjectResult {
+                        key: obj.key.clone(),
+                        source: Some(source_of(obj)),
+                        outcome: Outcome::Unchanged,
+                        drift: None,
+                        resource_version: l.metadata.resource_version.clone(),
+                        uid: None,
+                    });
+                    continue;
+                }
+                // Our digest is there but a value is not: someone else edited it.
+                (digest_of(&body) == digest_of(&live_json)).then_some(Drift::Edited)
             }
+            None if opts.previously_applied.contains(&obj.key) => Some(Drift::Deleted),
+            None => None,
+        };
+        if drift.is_some() && !opts.restore_drift {
+            report.push_result(ObjectResult {
+                key: obj.key.clone(),
+                source: Some(source_of(obj)),
+                outcome: Outcome::Drifted,
+                drift,
+                resource_version: None,
+                uid: None,
+            });
+            continue;
         }
-        to_apply
-            .entry(phase(&gk))
-            .or_default()
-            .push((obj.clone(), body, live, ar, scope));
+        to_apply.entry(phase(&gk)).or_default().push(Pending {
+            obj: obj.clone(),
+            body,
+            live,
+            ar,
+            scope,
+            drift,
+        });
     }
 
     for (_, batch) in to_apply {
-        let results: Vec<_> = futures::stream::iter(batch.into_iter().map(
-            |(obj, body, live, ar, scope)| async move {
-                let outcome =
-                    apply_one(cluster, &obj, body, live.as_ref(), &ar, &scope, opts).await;
-                (obj, outcome)
-            },
-        ))
+        let results: Vec<_> = futures::stream::iter(batch.into_iter().map(|p| async move {
+            let outcome =
+                apply_one(cluster, &p.obj, p.body, p.live.as_ref(), &p.ar, &p.scope, opts).await;
+            (p.obj, p.drift, outcome)
+        }))
         .buffer_unordered(APPLY_CONCURRENCY)
         .collect()
         .await;
-        for (obj, outcome) in results {
+        for (obj, drift, outcome) in results {
             match outcome {
-                Ok(o) => report.push(obj.key.clone(), Some(source_of(&obj)), o),
+                Ok((o, rv)) => report.push_result(ObjectResult {
+                    key: obj.key.clone(),
+                    source: Some(source_of(&obj)),
+                    outcome: o,
+                    drift,
+                    resource_version: rv,
+                    uid: None,
+                }),
                 Err(e) if e.is_unreachable() => {
                     report.unreachable = true;
                     report.push(
@@ -452,7 +540,14 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
         } else {
             for (key, live, ar, scope) in stale {
                 match delete_one(cluster, &key, &live, &ar, &scope, opts.dry_run).await {
-                    Ok(()) => report.push(key, None, Outcome::Pruned),
+                    Ok(()) => report.push_result(ObjectResult {
+                        key,
+                        source: None,
+                        outcome: Outcome::Pruned,
+                        drift: None,
+                        resource_version: None,
+                        uid: live.metadata.uid.clone(),
+                    }),
                     Err(e) => report.push(
                         key,
                         None,
@@ -548,7 +643,7 @@ async fn apply_one(
     ar: &kube::api::ApiResource,
     scope: &Scope,
     opts: &SyncOptions,
-) -> Result<Outcome, ClusterError> {
+) -> Result<(Outcome, Option<String>), ClusterError> {
     let api = api_for(cluster, ar, scope, &obj.key.namespace);
     let mut params = PatchParams::apply(FIELD_MANAGER);
     params.force = opts.force_conflicts;
@@ -556,8 +651,9 @@ async fn apply_one(
     let result = timed(api.patch(&obj.key.name, &params, &Patch::Apply(&body))).await?;
     match result {
         Ok(after) => {
+            let rv = after.metadata.resource_version.clone();
             let after = serde_json::to_value(&after).unwrap_or(J::Null);
-            Ok(match live {
+            let outcome = match live {
                 None => Outcome::Created,
                 Some(before) => {
                     let before = serde_json::to_value(before).unwrap_or(J::Null);
@@ -568,17 +664,24 @@ async fn apply_one(
                     }
                     Outcome::Changed { fields }
                 }
-            })
+            };
+            Ok((outcome, rv))
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(Outcome::Conflicted {
-            message: format!(
-                "{} (another field manager owns these fields; set force_conflicts: true to take them)",
-                status.message
-            ),
-        }),
-        Err(kube::Error::Api(status)) => Ok(Outcome::Failed {
-            message: format!("rejected by the API server: {}", status.message),
-        }),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok((
+            Outcome::Conflicted {
+                message: format!(
+                    "{} (another field manager owns these fields; set force_conflicts: true to take them)",
+                    status.message
+                ),
+            },
+            None,
+        )),
+        Err(kube::Error::Api(status)) => Ok((
+            Outcome::Failed {
+                message: format!("rejected by the API server: {}", status.message),
+            },
+            None,
+        )),
         Err(e) => Err(ClusterError::Api(e)),
     }
 }

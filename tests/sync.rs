@@ -91,6 +91,8 @@ impl Project {
             prune,
             force_conflicts: config.force_conflicts,
             dry_run: false,
+            previously_applied: Default::default(),
+            restore_drift: true,
         };
         (sync::sync(&cluster, &desired, &opts).await, errors)
     }

@@ -1,0 +1,287 @@
+#!/usr/bin/env bash
+# dev/up.sh: a local Kubernetes cluster with Istio, ready for `tilt up`.
+#
+#   dev/up.sh                       create (or reuse) the cluster, install or upgrade Istio
+#   ISTIO_VERSION=x.y.z dev/up.sh   the same with another Istio version (upgrades in place)
+#
+# Every step is idempotent; running it again upgrades in place and changes nothing else:
+# 1. A kind cluster "meshloop" (kubectl context kind-meshloop), created through ctlptl when it
+#    is installed and with kind otherwise, with a local image registry that Tilt finds through
+#    the kube-public/local-registry-hosting ConfigMap, and the ingress gateway's fixed NodePort
+#    (the nodePort in dev/istio-values.yaml) mapped to 127.0.0.1:$INGRESS_HOST_PORT on the host,
+#    which works on Linux, macOS and Windows alike.
+# 2. Istio with Helm, as the upstream Helm install guide does: the istio chart repository, the
+#    `base` and `istiod` charts in istio-system, the `gateway` chart as release istio-ingress in
+#    namespace istio-ingress with dev/istio-values.yaml. istiod uses Istio's `demo` profile
+#    (small resource requests, Envoy access logs on stdout, so `kubectl logs` on the gateway
+#    shows each request with its response flags).
+# 3. Namespace dev, labelled istio-injection=enabled.
+#
+# Environment:
+#   ISTIO_VERSION       Istio chart version (default: the pin below)
+#   MESHLOOP_CLUSTER    kind cluster name (default meshloop; context kind-$MESHLOOP_CLUSTER;
+#                       the Tiltfile reads the same variable)
+#   INGRESS_HOST_PORT   host port for the gateway's http2 port (default 8080; applies when the
+#                       cluster is created, run dev/down.sh first to change it)
+#   REGISTRY_PORT       host port of the registry set up without ctlptl (default 5001)
+#   KIND_NODE_IMAGE     kindest/node image for a new cluster (default: the one kind picks)
+#   MESHLOOP_NO_CTLPTL  set to 1 to use kind even when ctlptl is installed
+#
+# Needs docker (with a running daemon), kind, helm and kubectl; ctlptl is optional (it drives
+# kind). Runs with the bash 3.2 of macOS. dev/down.sh deletes the cluster.
+set -euo pipefail
+
+# The Istio version, pinned here only. The Docker-free tests use the CRDs of the same release
+# (istio.io/api, pinned in dev/localcluster).
+ISTIO_VERSION=${ISTIO_VERSION:-1.32.0}
+ISTIO_REPO=https://istio-release.storage.googleapis.com/charts
+
+CLUSTER_NAME=${MESHLOOP_CLUSTER:-meshloop}
+CONTEXT=kind-$CLUSTER_NAME
+INGRESS_HOST_PORT=${INGRESS_HOST_PORT:-8080}
+REGISTRY_NAME=kind-registry
+REGISTRY_PORT=${REGISTRY_PORT:-5001}
+APP_NAMESPACE=dev
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VALUES=$ROOT/dev/istio-values.yaml
+
+say() { printf 'up: %s\n' "$*" >&2; }
+die() {
+	say "error: $*"
+	exit 1
+}
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# All missing tools are named at once, each with where to get it.
+check_tools() {
+	local missing=() t
+	for t in docker kind helm kubectl; do
+		have "$t" || missing+=("$t")
+	done
+	if ((${#missing[@]})); then
+		say "missing tools: ${missing[*]}"
+		for t in "${missing[@]}"; do
+			case $t in
+			docker) printf '  %-8s %s\n' docker "Docker Engine or Docker Desktop: https://docs.docker.com/get-docker/" ;;
+			kind) printf '  %-8s %s\n' kind "https://kind.sigs.k8s.io/docs/user/quick-start/#installation (needed with ctlptl too)" ;;
+			helm) printf '  %-8s %s\n' helm "https://helm.sh/docs/intro/install/" ;;
+			kubectl) printf '  %-8s %s\n' kubectl "https://kubernetes.io/docs/tasks/tools/" ;;
+			esac
+		done >&2
+		say "install them, put them on PATH and run dev/up.sh again"
+		exit 1
+	fi
+	docker info >/dev/null 2>&1 ||
+		die "docker is installed but its daemon does not answer ('docker info' failed): start Docker and retry"
+}
+
+k() { kubectl --context "$CONTEXT" "$@"; }
+h() { helm --kube-context "$CONTEXT" "$@"; }
+
+# The gateway's http2 nodePort, from dev/istio-values.yaml (its one nodePort).
+node_port() {
+	local p
+	p=$(sed -n 's/^[[:space:]]*nodePort:[[:space:]]*\([0-9][0-9]*\).*$/\1/p' "$VALUES" | head -n1)
+	[[ -n $p ]] || die "no nodePort found in $VALUES"
+	printf '%s\n' "$p"
+}
+
+cluster_exists() { kind get clusters 2>/dev/null | grep -qx -- "$CLUSTER_NAME"; }
+
+# The kind node list of the cluster: one control-plane node whose ingress NodePort is
+# published on the host's loopback only.
+kind_nodes_yaml() {
+	printf 'nodes:\n'
+	printf '  - role: control-plane\n'
+	if [[ -n ${KIND_NODE_IMAGE:-} ]]; then
+		printf '    image: %s\n' "$KIND_NODE_IMAGE"
+	fi
+	printf '    extraPortMappings:\n'
+	printf '      - containerPort: %s\n' "$NODE_PORT"
+	printf '        hostPort: %s\n' "$INGRESS_HOST_PORT"
+	printf '        listenAddress: "127.0.0.1"\n'
+	printf '        protocol: TCP\n'
+}
+
+# ctlptl creates the cluster, the registry container ctlptl-registry (if missing), wires them
+# together and writes kube-public/local-registry-hosting itself.
+create_with_ctlptl() {
+	say "creating cluster $CONTEXT with ctlptl (registry ctlptl-registry)"
+	{
+		printf 'apiVersion: ctlptl.dev/v1alpha1\nkind: Cluster\nproduct: kind\n'
+		printf 'name: %s\nregistry: ctlptl-registry\nkindV1Alpha4Cluster:\n' "$CONTEXT"
+		kind_nodes_yaml | sed 's/^/  /'
+	} | ctlptl apply -f -
+}
+
+# kind's documented local-registry setup: containerd reads per-registry hosts.toml files.
+create_with_kind() {
+	say "creating cluster $CONTEXT with kind"
+	{
+		printf 'kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n'
+		printf 'containerdConfigPatches:\n'
+		printf '  - |-\n'
+		printf '    [plugins."io.containerd.grpc.v1.cri".registry]\n'
+		printf '      config_path = "/etc/containerd/certs.d"\n'
+		kind_nodes_yaml
+	} | kind create cluster --name "$CLUSTER_NAME" --config=- --wait 120s
+}
+
+# A registry container on 127.0.0.1:$REGISTRY_PORT, reachable from the nodes as
+# localhost:$REGISTRY_PORT, and the ConfigMap that tells Tilt to push there.
+setup_kind_registry() {
+	local running
+	running=$(docker inspect -f '{{.State.Running}}' "$REGISTRY_NAME" 2>/dev/null || true)
+	if [[ $running == false ]]; then
+		docker start "$REGISTRY_NAME" >/dev/null
+	elif [[ $running != true ]]; then
+		say "starting registry $REGISTRY_NAME on 127.0.0.1:$REGISTRY_PORT"
+		docker run -d --restart=always -p "127.0.0.1:$REGISTRY_PORT:5000" --network bridge \
+			--name "$REGISTRY_NAME" registry:3 >/dev/null
+	fi
+	# An existing registry container keeps the port it was created with.
+	local port
+	port=$(docker port "$REGISTRY_NAME" 5000/tcp | head -n1 | sed 's/.*://')
+	[[ -n $port ]] || die "registry container $REGISTRY_NAME publishes no port for 5000/tcp"
+	local dir="/etc/containerd/certs.d/localhost:$port" node
+	for node in $(kind get nodes --name "$CLUSTER_NAME"); do
+		docker exec "$node" mkdir -p "$dir"
+		printf '[host."http://%s:5000"]\n' "$REGISTRY_NAME" |
+			docker exec -i "$node" cp /dev/stdin "$dir/hosts.toml"
+	done
+	if [[ $(docker inspect -f '{{json .NetworkSettings.Networks.kind}}' "$REGISTRY_NAME") == null ]]; then
+		docker network connect kind "$REGISTRY_NAME"
+	fi
+	k apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: local-registry-hosting
+  namespace: kube-public
+data:
+  localRegistryHosting.v1: |
+    host: "localhost:$port"
+    help: "https://kind.sigs.k8s.io/docs/user/local-registry/"
+EOF
+}
+
+ensure_cluster() {
+	if cluster_exists; then
+		say "cluster $CONTEXT exists; reusing it"
+		local node=$CLUSTER_NAME-control-plane
+		if [[ $(docker inspect -f '{{.State.Running}}' "$node" 2>/dev/null || true) == false ]]; then
+			say "starting stopped node $node"
+			docker start "$node" >/dev/null
+		fi
+		# Makes kind-$CLUSTER_NAME the current context, as creating the cluster does.
+		kind export kubeconfig --name "$CLUSTER_NAME" >/dev/null ||
+			die "kind export kubeconfig --name $CLUSTER_NAME failed"
+	elif [[ ${MESHLOOP_NO_CTLPTL:-0} != 1 ]] && have ctlptl; then
+		create_with_ctlptl
+	else
+		create_with_kind
+	fi
+	k wait --for=condition=Ready nodes --all --timeout=180s >/dev/null ||
+		die "the nodes of $CONTEXT did not become Ready within 180 s (kubectl --context $CONTEXT get nodes)"
+	# A registry is configured once; ctlptl or an earlier run may have done it.
+	if ! k -n kube-public get configmap local-registry-hosting >/dev/null 2>&1; then
+		setup_kind_registry
+	fi
+}
+
+# Where the ingress answers on the host; the mapping is fixed when the cluster is created.
+ingress_address() {
+	local mapped
+	mapped=$(docker port "$CLUSTER_NAME-control-plane" "$NODE_PORT/tcp" 2>/dev/null | head -n1 || true)
+	if [[ -z $mapped ]]; then
+		say "warning: cluster $CONTEXT does not publish NodePort $NODE_PORT on the host (it was not created by dev/up.sh);"
+		say "warning: the gateway is not reachable on 127.0.0.1; recreate it: dev/down.sh && dev/up.sh"
+		return 0
+	fi
+	if [[ ${mapped##*:} != "$INGRESS_HOST_PORT" ]]; then
+		say "note: the cluster was created with host port ${mapped##*:}, not $INGRESS_HOST_PORT; dev/down.sh first to change it"
+	fi
+	printf 'http://%s\n' "$mapped"
+}
+
+installed_istio_version() {
+	h list -n istio-system --filter '^istiod$' -o json 2>/dev/null |
+		sed -n 's/.*"app_version":"\([^"]*\)".*/\1/p'
+}
+
+install_istio() {
+	local before
+	before=$(installed_istio_version || true)
+	if [[ -z $before ]]; then
+		say "installing Istio $ISTIO_VERSION with Helm"
+	elif [[ $before == "$ISTIO_VERSION" ]]; then
+		say "Istio $ISTIO_VERSION is installed; upgrading in place (no-op when nothing changed)"
+	else
+		say "upgrading Istio $before -> $ISTIO_VERSION"
+	fi
+	if ! helm repo add istio "$ISTIO_REPO" >/dev/null; then
+		die "helm repo 'istio' exists with another URL: helm repo remove istio (or point it at $ISTIO_REPO)"
+	fi
+	helm repo update istio >/dev/null
+	# Order matters on upgrade too: CRDs (base), then the control plane, then the gateway.
+	h upgrade --install istio-base istio/base --namespace istio-system --create-namespace \
+		--version "$ISTIO_VERSION" --set defaultRevision=default --wait --timeout 5m
+	h upgrade --install istiod istio/istiod --namespace istio-system \
+		--version "$ISTIO_VERSION" --set profile=demo --wait --timeout 5m
+	h upgrade --install istio-ingress istio/gateway --namespace istio-ingress --create-namespace \
+		--version "$ISTIO_VERSION" --values "$VALUES" --wait --timeout 5m
+	if [[ -n $before && $before != "$ISTIO_VERSION" ]]; then
+		# Gateway proxies are injected when their Pods are created: restart to get the new one.
+		k -n istio-ingress rollout restart deployment/istio-ingress >/dev/null
+		k -n istio-ingress rollout status deployment/istio-ingress --timeout=180s >/dev/null
+		say "app sidecars keep the old proxy until their Pods restart: kubectl --context $CONTEXT -n $APP_NAMESPACE rollout restart deployment"
+	fi
+}
+
+ensure_app_namespace() {
+	k create namespace "$APP_NAMESPACE" --dry-run=client -o yaml | k apply -f - >/dev/null
+	k label namespace "$APP_NAMESPACE" istio-injection=enabled --overwrite >/dev/null
+}
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+}
+
+main() {
+	case ${1:-} in
+	"") ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*)
+		say "unknown argument: $1 (settings are environment variables)"
+		usage
+		exit 2
+		;;
+	esac
+	local t0=$SECONDS
+	check_tools
+	NODE_PORT=$(node_port)
+	ensure_cluster
+	install_istio
+	ensure_app_namespace
+	local ingress registry
+	ingress=$(ingress_address)
+	registry=$(k -n kube-public get configmap local-registry-hosting \
+		-o jsonpath='{.data.localRegistryHosting\.v1}' 2>/dev/null | sed -n 's/^host: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p')
+	say "ready in $((SECONDS - t0)) s"
+	printf '  %-10s %s\n' \
+		cluster "$CONTEXT (current kubectl context)" \
+		registry "${registry:-unknown}" \
+		istio "$ISTIO_VERSION (base, istiod in istio-system; gateway istio-ingress in istio-ingress)" \
+		ingress "${ingress:-not published} (NodePort $NODE_PORT, Service istio-ingress/istio-ingress port http2)" \
+		namespace "$APP_NAMESPACE (istio-injection=enabled)"
+	printf '\nnext: tilt up\n'
+	if [[ -n $ingress ]]; then
+		printf "then: curl -H 'Host: goapp.dev' %s/fortune\n" "$ingress"
+	fi
+}
+
+main "$@"
