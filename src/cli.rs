@@ -57,10 +57,19 @@ pub enum Output {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the dev-loop daemon: watch the sources, re-apply on every save, serve the HTTP API.
+    Up(UpArgs),
     /// Apply the routing objects once (server-side apply) and prune what left the files.
     Apply(ApplyArgs),
     /// Show what `apply` would change, from a server-side dry run.
     Diff(DiffArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Address of the HTTP API (default: `listen` in the config, else 127.0.0.1:8787).
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +124,7 @@ impl Failure {
 
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Up(args) => up(&cli.global, args).await,
         Command::Apply(args) => apply(&cli.global, args).await,
         Command::Diff(args) => {
             let apply_args = ApplyArgs {
@@ -206,6 +216,27 @@ async fn sync_once(
         message: p.message.clone(),
     }));
     Ok((report, errors, config))
+}
+
+async fn up(global: &Global, args: UpArgs) -> Result<(), Failure> {
+    let config = load_config(global).map_err(Failure::Usage)?;
+    if config.sources.is_empty() {
+        return Err(Failure::Usage(
+            "no sources: add `sources:` to meshloop.yaml (or create a routing/ directory)".into(),
+        ));
+    }
+    let listen = args.listen.unwrap_or_else(|| config.listen.clone());
+    let listener = tokio::net::TcpListener::bind(&listen).await.map_err(|e| {
+        Failure::Usage(format!(
+            "cannot listen on {listen}: {e} (is another `meshloop up` running? set `listen:` in meshloop.yaml or pass --listen)"
+        ))
+    })?;
+    let cluster = Cluster::connect(&target(global))
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    crate::daemon::run(config, cluster, listener, crate::daemon::signals(), None)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))
 }
 
 async fn apply(global: &Global, args: ApplyArgs) -> Result<(), Failure> {

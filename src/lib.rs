@@ -8,6 +8,10 @@
 //! - [`sources`]: the desired state kept per file across reloads (last good state on errors).
 //! - [`cluster`]: the kube client, cached discovery, ownership labels.
 //! - [`sync`]: one sync: server-side apply of what changed, prune of what left the files.
+//! - [`watch`]: file events from notify, batched in a fixed window.
+//! - [`engine`]: the loop that owns the desired state: batch, reload, sync, drift, rollouts.
+//! - [`server`]: the HTTP API over the engine's status snapshot and command channel.
+//! - [`daemon`]: `meshloop up`, wiring watcher, engine and server with shutdown.
 //! - [`cli`]: the `meshloop` commands, their output and exit codes.
 //! - [`telemetry`]: tracing setup.
 
@@ -15,7 +19,11 @@ pub mod analyze;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod daemon;
+pub mod engine;
 pub mod manifest;
+pub mod server;
 pub mod sources;
 pub mod sync;
 pub mod telemetry;
+pub mod watch;

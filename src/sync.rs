@@ -87,11 +87,17 @@ pub enum Drift {
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Created,
-    Changed { fields: Vec<String> },
+    Changed {
+        fields: Vec<String>,
+    },
     Unchanged,
     Pruned,
-    Failed { message: String },
-    Conflicted { message: String },
+    Failed {
+        message: String,
+    },
+    Conflicted {
+        message: String,
+    },
     /// Drift seen and left alone (`drift: report`).
     Drifted,
 }
@@ -475,8 +481,17 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
 
     for (_, batch) in to_apply {
         let results: Vec<_> = futures::stream::iter(batch.into_iter().map(|p| async move {
-            let outcome =
-                apply_one(cluster, &p.obj, p.body, p.live.as_ref(), &p.ar, &p.scope, opts).await;
+            let outcome = apply_one(
+                cluster,
+                &p.obj,
+                p.body,
+                p.live.as_ref(),
+                &p.ar,
+                &p.scope,
+                opts,
+                p.drift,
+            )
+            .await;
             (p.obj, p.drift, outcome)
         }))
         .buffer_unordered(APPLY_CONCURRENCY)
@@ -643,10 +658,12 @@ async fn apply_one(
     ar: &kube::api::ApiResource,
     scope: &Scope,
     opts: &SyncOptions,
+    drift: Option<Drift>,
 ) -> Result<(Outcome, Option<String>), ClusterError> {
     let api = api_for(cluster, ar, scope, &obj.key.namespace);
     let mut params = PatchParams::apply(FIELD_MANAGER);
-    params.force = opts.force_conflicts;
+    // Restoring drift means taking back the fields another client took.
+    params.force = opts.force_conflicts || drift.is_some();
     params.dry_run = opts.dry_run;
     let result = timed(api.patch(&obj.key.name, &params, &Patch::Apply(&body))).await?;
     match result {

@@ -67,7 +67,9 @@ fn classify(path: &Path, e: notify::Error) -> WatchError {
     match &e.kind {
         notify::ErrorKind::MaxFilesWatch => WatchError::WatchLimit { path },
         notify::ErrorKind::PathNotFound => WatchError::Missing { path },
-        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28) => WatchError::WatchLimit { path },
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(28) => {
+            WatchError::WatchLimit { path }
+        }
         notify::ErrorKind::Io(io) if matches!(io.raw_os_error(), Some(24) | Some(23)) => {
             WatchError::InstanceLimit { path }
         }
@@ -122,7 +124,7 @@ impl FileWatcher {
                 return;
             }
             for path in event.paths {
-                if !relevant(&path, &dirs, &files, &file_parents) {
+                if !relevant(&path, &dirs, &files) {
                     continue;
                 }
                 if tx.try_send(path).is_err() {
@@ -132,7 +134,8 @@ impl FileWatcher {
                 }
             }
         };
-        let mut watcher = notify::recommended_watcher(handler).map_err(|e| classify(Path::new("."), e))?;
+        let mut watcher =
+            notify::recommended_watcher(handler).map_err(|e| classify(Path::new("."), e))?;
         for dir in &set.dirs {
             watcher
                 .watch(dir, RecursiveMode::Recursive)
@@ -181,7 +184,7 @@ impl FileWatcher {
     }
 }
 
-fn relevant(path: &Path, dirs: &[PathBuf], files: &BTreeSet<PathBuf>, file_parents: &BTreeSet<PathBuf>) -> bool {
+fn relevant(path: &Path, dirs: &[PathBuf], files: &BTreeSet<PathBuf>) -> bool {
     // Any ignored component (a file in .git/, an editor's swap file) disqualifies the path.
     if path
         .components()
@@ -192,12 +195,8 @@ fn relevant(path: &Path, dirs: &[PathBuf], files: &BTreeSet<PathBuf>, file_paren
     if files.contains(path) {
         return true;
     }
-    if dirs.iter().any(|d| path.starts_with(d)) {
-        return true;
-    }
-    // In a parent watched only for one file: only that file counts.
-    let _ = file_parents;
-    false
+    // In a parent watched only for one file, only that file counts (above).
+    dirs.iter().any(|d| path.starts_with(d))
 }
 
 #[cfg(test)]
@@ -215,10 +214,14 @@ mod tests {
             "/p/routing/.git/index",
             "/p/routing/4913",
         ] {
-            assert!(!relevant(Path::new(p), &dirs, &none, &none), "{p}");
+            assert!(!relevant(Path::new(p), &dirs, &none), "{p}");
         }
-        assert!(relevant(Path::new("/p/routing/sub/goapp.yaml"), &dirs, &none, &none));
-        assert!(!relevant(Path::new("/p/other/goapp.yaml"), &dirs, &none, &none));
+        assert!(relevant(
+            Path::new("/p/routing/sub/goapp.yaml"),
+            &dirs,
+            &none
+        ));
+        assert!(!relevant(Path::new("/p/other/goapp.yaml"), &dirs, &none));
     }
 
     #[tokio::test]

@@ -1,0 +1,5 @@
+//go:build tools
+
+package tiltbuild
+
+import _ "github.com/tilt-dev/tilt/cmd/tilt"

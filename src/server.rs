@@ -1,0 +1,225 @@
+//! The daemon's HTTP API, for Tilt's readiness probe, its buttons, and people.
+//!
+//! Routes read the engine's [`Status`] snapshot or send it a [`Command`]; they never touch
+//! the engine's state. The API binds to loopback by default, and two checks keep a web page
+//! in the developer's browser from driving it: requests whose `Host` is not a loopback name
+//! are refused (DNS rebinding), and so are POSTs that a browser marks as cross-site (an
+//! `Origin` that is not loopback, or `Sec-Fetch-Site: cross-site`). Tools like curl and Tilt's
+//! probe send neither header and pass.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::engine::{Command, Handles};
+
+/// How long `POST /sync` waits for the sync it asked for. A sync of the sample takes tens of
+/// milliseconds; this only bounds a wedged cluster.
+const SYNC_REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Every error the API returns, rendered in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    #[error("busy: too many requests are queued; try again")]
+    Busy,
+    #[error("the engine has stopped")]
+    Stopped,
+    #[error("timed out waiting for the sync")]
+    Timeout,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = match self {
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Busy | ApiError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        };
+        (code, format!("{self}\n")).into_response()
+    }
+}
+
+pub fn router(handles: Handles) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/sync", post(sync))
+        .route("/metrics", get(metrics))
+        .layer(middleware::from_fn(guard))
+        .with_state(handles)
+}
+
+/// Serves until `shutdown` completes; in-flight requests are finished first.
+pub async fn serve(
+    listener: TcpListener,
+    handles: Handles,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(handles))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn readyz(State(h): State<Handles>) -> Response {
+    let status = h.status.borrow().clone();
+    match status.not_ready_reason() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+    }
+}
+
+async fn status(State(h): State<Handles>) -> Response {
+    let status = h.status.borrow().clone();
+    let ready = status.not_ready_reason();
+    let mut v = serde_json::to_value(&status).unwrap_or_default();
+    v["ready"] = serde_json::Value::Bool(ready.is_none());
+    v["not_ready_reason"] = ready.map_or(serde_json::Value::Null, serde_json::Value::String);
+    Json(v).into_response()
+}
+
+async fn sync(State(h): State<Handles>) -> Result<Response, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    h.commands
+        .try_send(Command::Sync { reply: Some(tx) })
+        .map_err(|e| match e {
+            tokio::sync::mpsc::error::TrySendError::Full(_) => ApiError::Busy,
+            tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::Stopped,
+        })?;
+    let summary = tokio::time::timeout(SYNC_REPLY_TIMEOUT, rx)
+        .await
+        .map_err(|_| ApiError::Timeout)?
+        .map_err(|_| ApiError::Stopped)?;
+    let code = if summary.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((code, Json(summary)).into_response())
+}
+
+async fn metrics(State(h): State<Handles>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        h.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// DNS-rebinding and cross-site checks for every route.
+async fn guard(req: Request, next: Next) -> Result<Response, ApiError> {
+    check_request(req.method(), req.headers())?;
+    Ok(next.run(req).await)
+}
+
+fn check_request(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !is_loopback_authority(host) {
+        return Err(ApiError::Forbidden(
+            "the Host header must name a loopback address",
+        ));
+    }
+    if method != Method::GET && method != Method::HEAD {
+        if headers
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"))
+        {
+            return Err(ApiError::Forbidden("cross-site requests are refused"));
+        }
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            if origin != "null" && !is_loopback_authority(authority) || origin == "null" {
+                return Err(ApiError::Forbidden(
+                    "requests from a web page of another origin are refused",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+pub fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, _)) => h,
+            None => return false,
+        }
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, p)| {
+            if p.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                authority
+            }
+        })
+    };
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_authorities() {
+        for ok in [
+            "127.0.0.1:8787",
+            "localhost:8787",
+            "localhost",
+            "[::1]:8787",
+            "127.1.2.3",
+            "LOCALHOST:1",
+        ] {
+            assert!(is_loopback_authority(ok), "{ok}");
+        }
+        for bad in [
+            "evil.com:8787",
+            "10.0.0.1:8787",
+            "",
+            "[::2]:1",
+            "localhost.evil.com",
+        ] {
+            assert!(!is_loopback_authority(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cross_site_posts_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8787".parse().unwrap());
+        assert!(check_request(&Method::POST, &h).is_ok());
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(check_request(&Method::POST, &h).is_err());
+        assert!(check_request(&Method::GET, &h).is_ok());
+        h.remove("sec-fetch-site");
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(check_request(&Method::POST, &h).is_err());
+        h.insert(header::ORIGIN, "http://localhost:10350".parse().unwrap());
+        assert!(check_request(&Method::POST, &h).is_ok());
+        h.insert(header::ORIGIN, "null".parse().unwrap());
+        assert!(check_request(&Method::POST, &h).is_err());
+    }
+}
