@@ -338,10 +338,10 @@ impl Engine {
                     None => break,
                 },
                 ev = events.recv() => {
-                    if let Some(ev) = ev {
-                        if self.on_cluster_event(ev) {
-                            next = Some((Trigger::Drift, None));
-                        }
+                    if let Some(ev) = ev
+                        && self.on_cluster_event(ev)
+                    {
+                        next = Some((Trigger::Drift, None));
                     }
                 },
                 _ = sleep_until_opt(retry_at) => {

@@ -145,7 +145,8 @@ fn check_request(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
         }
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            if origin != "null" && !is_loopback_authority(authority) || origin == "null" {
+            // A sandboxed or privacy-sensitive page sends `Origin: null`: not ours either.
+            if origin == "null" || !is_loopback_authority(authority) {
                 return Err(ApiError::Forbidden(
                     "requests from a web page of another origin are refused",
                 ));

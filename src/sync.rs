@@ -481,18 +481,9 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
 
     for (_, batch) in to_apply {
         let results: Vec<_> = futures::stream::iter(batch.into_iter().map(|p| async move {
-            let outcome = apply_one(
-                cluster,
-                &p.obj,
-                p.body,
-                p.live.as_ref(),
-                &p.ar,
-                &p.scope,
-                opts,
-                p.drift,
-            )
-            .await;
-            (p.obj, p.drift, outcome)
+            let (obj, drift) = (p.obj.clone(), p.drift);
+            let outcome = apply_one(cluster, p, opts).await;
+            (obj, drift, outcome)
         }))
         .buffer_unordered(APPLY_CONCURRENCY)
         .collect()
@@ -652,14 +643,19 @@ async fn list_kind(
 
 async fn apply_one(
     cluster: &Cluster,
-    obj: &SourceObject,
-    body: J,
-    live: Option<&DynamicObject>,
-    ar: &kube::api::ApiResource,
-    scope: &Scope,
+    pending: Pending,
     opts: &SyncOptions,
-    drift: Option<Drift>,
 ) -> Result<(Outcome, Option<String>), ClusterError> {
+    let Pending {
+        obj,
+        body,
+        live,
+        ar,
+        scope,
+        drift,
+    } = pending;
+    let live = live.as_ref();
+    let (ar, scope, obj) = (&ar, &scope, &obj);
     let api = api_for(cluster, ar, scope, &obj.key.namespace);
     let mut params = PatchParams::apply(FIELD_MANAGER);
     // Restoring drift means taking back the fields another client took.

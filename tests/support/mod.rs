@@ -82,6 +82,39 @@ pub fn bare_cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| start("bare", &["--no-crds"]))
 }
 
+/// A cluster of its own for a test that stops and restarts its API server.
+pub fn private_cluster(name: &str) -> TestCluster {
+    start(name, &[])
+}
+
+/// Stops only the API server of a private cluster (etcd keeps the data).
+pub fn pause(tc: &TestCluster) {
+    let dir = tc
+        .dir
+        .as_ref()
+        .expect("a cluster started by the test support");
+    let st = Command::new(repo_root().join("dev/localcluster"))
+        .arg("pause")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "dev/localcluster pause failed");
+}
+
+/// Starts the API server again on the same port and certificate.
+pub fn resume(tc: &TestCluster) {
+    let dir = tc
+        .dir
+        .as_ref()
+        .expect("a cluster started by the test support");
+    let st = Command::new(repo_root().join("dev/localcluster"))
+        .arg("resume")
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(st.success(), "dev/localcluster resume failed");
+}
+
 /// The directory of the cached control-plane binaries (kubectl, helm).
 pub fn bin_dir() -> PathBuf {
     let out = Command::new(repo_root().join("dev/localcluster"))
