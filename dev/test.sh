@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # dev/test.sh: the whole test suite, from a clean clone on a fresh machine.
 #
-# Installs what it needs (Debian packages: shellcheck, curl, openssl), builds the pinned
+# Installs what it needs (Debian packages: shellcheck, curl, openssl, gcc), builds the pinned
 # control plane (etcd, kube-apiserver, kubectl, helm) into the cache outside the repo if it is
 # not there yet (dev/localcluster build; 10-20 min cold, seconds warm), then runs:
-# the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint) and every test
+# the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
+# by a real Tilt built from its Go module and cached like the control plane) and every test
 # (Rust unit and integration tests against real API servers, the sample app's Go tests).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,7 +14,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the checks and tests use; installed only when missing.
 need_pkgs=()
-for p in shellcheck:shellcheck curl:curl openssl:openssl; do
+for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc; do
 	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs+=("${p##*:}")
 done
 if ((${#need_pkgs[@]})); then
@@ -42,6 +43,9 @@ shellcheck dev/*.sh dev/localcluster
 step "helm lint charts/goapp"
 "$BIN/helm" lint --quiet charts/goapp
 "$BIN/helm" lint --quiet charts/goapp -f charts/goapp/values-dev.yaml
+
+step "Tiltfile (tilt alpha tiltfile-result, Tilt built from its module)"
+dev/check-tiltfile.sh
 
 step "go vet and go test (dev/goapp)"
 (cd dev/goapp && GOTOOLCHAIN=local go vet ./... && GOTOOLCHAIN=local go test -count=1 ./...)

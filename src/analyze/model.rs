@@ -20,7 +20,7 @@ use crate::config::Ingress;
 use crate::manifest::istio::{
     self, DestinationRuleSpec, GatewaySpec, NETWORKING, ServiceEntrySpec, VirtualServiceSpec,
 };
-use crate::manifest::yaml::{Loc, Pos};
+use crate::manifest::yaml::{Loc, Pos, Seg};
 use crate::manifest::{ObjectKey, SourceObject};
 
 /// The cluster domain Istio assumes unless told otherwise.
@@ -32,6 +32,8 @@ pub struct Meta {
     pub key: ObjectKey,
     pub file: String,
     pub pos: Pos,
+    /// The `spec:` key, where findings about a missing spec field point.
+    pub spec_pos: Pos,
 }
 
 impl Meta {
@@ -40,6 +42,7 @@ impl Meta {
             key: obj.key.clone(),
             file: obj.origin.file.clone(),
             pos: obj.origin.pos,
+            spec_pos: obj.locate(&[Seg::Key("spec".into())]),
         }
     }
 
@@ -68,7 +71,10 @@ pub struct Gateway {
 pub enum GatewayTarget {
     /// The reserved name `mesh`: the sidecars.
     Mesh,
-    Named { namespace: String, name: String },
+    Named {
+        namespace: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -126,7 +132,9 @@ pub struct VirtualService {
 
 impl VirtualService {
     pub fn binds_mesh(&self) -> bool {
-        self.gateways.iter().any(|g| g.target == GatewayTarget::Mesh)
+        self.gateways
+            .iter()
+            .any(|g| g.target == GatewayTarget::Mesh)
     }
 
     /// Whether this VirtualService names the Gateway `ns/name`.
@@ -308,11 +316,16 @@ pub fn service_from_json(v: &J, origin: Option<&SourceObject>, live: bool) -> Op
                     let port = u32::try_from(p["port"].as_u64()?).ok()?;
                     let pos = origin
                         .map(|o| {
+                            let field = if p.get("name").is_some() {
+                                "name"
+                            } else {
+                                "port"
+                            };
                             o.locate(&[
-                                "spec".into(),
-                                "ports".into(),
-                                i.into(),
-                                if p.get("name").is_some() { "name" } else { "port" }.into(),
+                                Seg::Key("spec".into()),
+                                Seg::Key("ports".into()),
+                                Seg::Index(i),
+                                Seg::Key(field.into()),
                             ])
                         })
                         .unwrap_or_default();
@@ -741,8 +754,14 @@ mod tests {
             namespace: ns.into(),
             name: n.into(),
         };
-        assert_eq!(GatewayRef::parse(&loc("gw"), "dev").target, named("dev", "gw"));
-        assert_eq!(GatewayRef::parse(&loc("./gw"), "dev").target, named("dev", "gw"));
+        assert_eq!(
+            GatewayRef::parse(&loc("gw"), "dev").target,
+            named("dev", "gw")
+        );
+        assert_eq!(
+            GatewayRef::parse(&loc("./gw"), "dev").target,
+            named("dev", "gw")
+        );
         assert_eq!(
             GatewayRef::parse(&loc("istio-ingress/gw"), "dev").target,
             named("istio-ingress", "gw")
@@ -750,7 +769,10 @@ mod tests {
         let legacy = GatewayRef::parse(&loc("gw.other.svc.cluster.local"), "dev");
         assert_eq!(legacy.target, named("other", "gw"));
         assert!(legacy.legacy_dotted);
-        assert_eq!(GatewayRef::parse(&loc("mesh"), "dev").target, GatewayTarget::Mesh);
+        assert_eq!(
+            GatewayRef::parse(&loc("mesh"), "dev").target,
+            GatewayTarget::Mesh
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct ServerTls {
     pub credential_name: Option<Loc<String>>,
     #[serde(default)]
     pub https_redirect: Option<bool>,
+    /// File-mounted certificate, the alternative to `credentialName`.
+    #[serde(default)]
+    pub server_certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

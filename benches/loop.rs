@@ -1,0 +1,562 @@
+//! Benchmarks of the dev loop against a real API server, each with its anchor in the same run.
+//!
+//!     dev/bench.sh                     # starts a cluster, runs every scenario below
+//!     cargo bench --bench loop -- ssa  # with MESHLOOP_BENCH_KUBECONFIG set
+//!
+//! Scenarios (numbers are printed; nothing here passes or fails on time):
+//! - `ssa`:  100 sequential server-side applies of one VirtualService from kube-rs.
+//! - `sync`: 1,000 objects in 50 files: first apply into an empty namespace, the no-change
+//!   re-apply (writes counted), one changed object; each against `kubectl apply --server-side`.
+//! - `save`: save-to-applied latency over 200 saves (file written → new content seen through a
+//!   watch on the API server) for a directory source and a chart source, against a shell loop
+//!   of `inotifywait` + `kubectl apply --server-side`.
+//! - `idle`: RSS and CPU time of `meshloop up` over 60 s with nothing changing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::watcher;
+
+fn kubeconfig() -> PathBuf {
+    PathBuf::from(
+        std::env::var("MESHLOOP_BENCH_KUBECONFIG")
+            .expect("set MESHLOOP_BENCH_KUBECONFIG (dev/bench.sh does)"),
+    )
+}
+
+fn bin_dir() -> PathBuf {
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("dev/localcluster"))
+        .arg("bin")
+        .output()
+        .unwrap();
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+async fn client() -> kube::Client {
+    let kc = Kubeconfig::read_from(kubeconfig()).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(cfg).unwrap()
+}
+
+async fn namespace(client: &kube::Client, name: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let name = format!("{name}-{}", std::process::id());
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    name
+}
+
+fn vs_api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "VirtualService",
+    ));
+    Api::namespaced_with(client.clone(), ns, &ar)
+}
+
+fn vs_yaml(name: &str, weight: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\nspec:\n  hosts: [{name}.example.dev]\n  gateways: [goapp-gateway]\n  http:\n    - match: [{{uri: {{prefix: /}}}}]\n      route:\n        - destination: {{host: goapp, subset: v1}}\n          weight: {weight}\n        - destination: {{host: goapp, subset: v2}}\n          weight: {}\n",
+        100 - weight
+    )
+}
+
+struct Stats {
+    samples: Vec<Duration>,
+}
+
+impl Stats {
+    fn new(mut samples: Vec<Duration>) -> Stats {
+        samples.sort();
+        Stats { samples }
+    }
+    fn pct(&self, p: f64) -> Duration {
+        let i = ((self.samples.len() as f64 - 1.0) * p).round() as usize;
+        self.samples[i]
+    }
+    fn line(&self, what: &str) -> String {
+        format!(
+            "{what:<58} n={:<4} p50={:>8.1} ms  p99={:>8.1} ms  max={:>8.1} ms",
+            self.samples.len(),
+            ms(self.pct(0.5)),
+            ms(self.pct(0.99)),
+            ms(*self.samples.last().unwrap())
+        )
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn bench_ssa() {
+    let client = client().await;
+    let ns = namespace(&client, "bench-ssa").await;
+    let api = vs_api(&client, &ns);
+    let mut samples = Vec::new();
+    for i in 0..100u32 {
+        let obj: DynamicObject =
+            serde_saphyr::from_str::<serde_json::Value>(&vs_yaml("goapp", 1 + i % 99))
+                .map(|v| serde_json::from_value(v).unwrap())
+                .unwrap();
+        let t = Instant::now();
+        api.patch(
+            "goapp",
+            &PatchParams::apply("meshloop"),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .unwrap();
+        samples.push(t.elapsed());
+    }
+    println!(
+        "{}",
+        Stats::new(samples).line("server-side apply of one VirtualService (kube-rs)")
+    );
+}
+
+fn write_tree(dir: &Path, files: usize, per_file: usize, weight_of: impl Fn(usize) -> u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let mut text = String::new();
+        for o in 0..per_file {
+            let n = f * per_file + o;
+            text.push_str(&vs_yaml(&format!("vs-{n:04}"), weight_of(n)));
+            text.push_str("---\n");
+        }
+        std::fs::write(dir.join(format!("routes-{f:02}.yaml")), text).unwrap();
+    }
+}
+
+fn time_cmd(cmd: &mut Command) -> (Duration, String) {
+    let t = Instant::now();
+    let out = cmd
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert!(
+        out.status.success(),
+        "{:?} failed:\n{}\n{}",
+        cmd,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (took, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn meshloop_apply(project: &Path) -> (Duration, String) {
+    time_cmd(
+        Command::new(env!("CARGO_BIN_EXE_meshloop"))
+            .args(["apply", "-o", "json", "--kubeconfig"])
+            .arg(kubeconfig())
+            .current_dir(project),
+    )
+}
+
+fn kubectl_apply(dir: &Path, ns: &str) -> Duration {
+    time_cmd(
+        Command::new(bin_dir().join("kubectl"))
+            .args([
+                "apply",
+                "--server-side",
+                "--field-manager=kubectl-bench",
+                "-n",
+                ns,
+                "-f",
+            ])
+            .arg(dir)
+            .env("KUBECONFIG", kubeconfig()),
+    )
+    .0
+}
+
+async fn bench_sync() {
+    let client = client().await;
+    let ns_m = namespace(&client, "bench-sync-meshloop").await;
+    let ns_k = namespace(&client, "bench-sync-kubectl").await;
+    let project = tempfile::tempdir().unwrap();
+    let routing = project.path().join("routing");
+    write_tree(&routing, 50, 20, |n| 1 + (n % 99) as u32);
+    std::fs::write(
+        project.path().join("meshloop.yaml"),
+        format!("instance: bench\nnamespace: {ns_m}\nsources:\n  - dir: routing\n"),
+    )
+    .unwrap();
+
+    let (first, out) = meshloop_apply(project.path());
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    println!(
+        "{:<58} {:>8.1} ms  ({} created)",
+        "meshloop apply, 1,000 objects into an empty namespace",
+        ms(first),
+        v["report"]["counts"]["created"]
+    );
+    let kfirst = kubectl_apply(&routing, &ns_k);
+    println!(
+        "{:<58} {:>8.1} ms",
+        "kubectl apply --server-side, same 1,000 objects",
+        ms(kfirst)
+    );
+    println!(
+        "{:<58} {:>8.2}x",
+        "  ratio kubectl / meshloop (first apply)",
+        ms(kfirst) / ms(first)
+    );
+
+    let mut m = Vec::new();
+    let mut writes = 0;
+    for _ in 0..10 {
+        let (t, out) = meshloop_apply(project.path());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        writes += v["report"]["counts"]["writes"].as_u64().unwrap();
+        m.push(t);
+    }
+    println!(
+        "{}",
+        Stats::new(m.clone()).line("meshloop apply, no change (whole CLI process)")
+    );
+    println!(
+        "{:<58} {writes}",
+        "  writes made by those 10 no-change runs"
+    );
+    let mut k = Vec::new();
+    for _ in 0..5 {
+        k.push(kubectl_apply(&routing, &ns_k));
+    }
+    println!(
+        "{}",
+        Stats::new(k.clone()).line("kubectl apply --server-side, no change")
+    );
+    println!(
+        "{:<58} {:>8.2}x",
+        "  ratio kubectl / meshloop (no change, medians)",
+        ms(Stats::new(k).pct(0.5)) / ms(Stats::new(m).pct(0.5))
+    );
+
+    // One changed object among the 1,000.
+    let mut m = Vec::new();
+    let mut k = Vec::new();
+    for round in 0..5u32 {
+        let file = routing.join("routes-07.yaml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        // Rewrite the first object of the file with a new weight.
+        let first_end = text.find("---\n").unwrap();
+        let new_text = format!("{}{}", vs_yaml("vs-0140", 10 + round), &text[first_end..]);
+        std::fs::write(&file, new_text).unwrap();
+        let (t, out) = meshloop_apply(project.path());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["report"]["counts"]["changed"], 1, "{out}");
+        m.push(t);
+        k.push(kubectl_apply(&routing, &ns_k));
+    }
+    let (sm, sk) = (Stats::new(m), Stats::new(k));
+    println!("{}", sm.line("meshloop apply, one changed object of 1,000"));
+    println!(
+        "{}",
+        sk.line("kubectl apply --server-side, one changed object of 1,000")
+    );
+    println!(
+        "{:<58} {:>8.2}x",
+        "  ratio kubectl / meshloop (one change, medians)",
+        ms(sk.pct(0.5)) / ms(sm.pct(0.5))
+    );
+}
+
+/// Waits until a watch on the API server shows `name` with first weight `weight`.
+async fn wait_weight(
+    events: &mut (
+             impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Unpin
+         ),
+    name: &str,
+    weight: u64,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("change not seen within 30 s");
+        if let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = ev
+            && o.metadata.name.as_deref() == Some(name)
+            && o.data
+                .pointer("/spec/http/0/route/0/weight")
+                .and_then(|w| w.as_u64())
+                == Some(weight)
+        {
+            return;
+        }
+    }
+}
+
+async fn save_loop(
+    label: &str,
+    file: &Path,
+    ns: &str,
+    name: &str,
+    render: impl Fn(u32) -> String,
+    saves: u32,
+) {
+    let client = client().await;
+    let api = vs_api(&client, ns);
+    let mut events = Box::pin(watcher(api, watcher::Config::default()));
+    // Drain the initial listing.
+    loop {
+        if let Some(Ok(watcher::Event::InitDone)) = events.next().await {
+            break;
+        }
+    }
+    let mut samples = Vec::new();
+    for i in 0..saves {
+        let weight = 1 + (i % 98) + if i % 2 == 0 { 0 } else { 1 };
+        let weight = weight.min(99);
+        let text = render(weight);
+        let t = Instant::now();
+        std::fs::write(file, text).unwrap();
+        wait_weight(&mut events, name, weight as u64).await;
+        samples.push(t.elapsed());
+    }
+    println!("{}", Stats::new(samples).line(label));
+}
+
+async fn bench_save() {
+    let client = client().await;
+    let saves: u32 = std::env::var("MESHLOOP_BENCH_SAVES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+
+    // meshloop, directory source.
+    let ns = namespace(&client, "bench-save-dir").await;
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("routing")).unwrap();
+    std::fs::write(
+        project.path().join("routing/goapp.yaml"),
+        vs_yaml("goapp", 50),
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("meshloop.yaml"),
+        format!("instance: bench-save\nnamespace: {ns}\nsources:\n  - dir: routing\n"),
+    )
+    .unwrap();
+    let daemon = start_daemon(project.path()).await;
+    save_loop(
+        "meshloop up, directory source: save → applied",
+        &project.path().join("routing/goapp.yaml"),
+        &ns,
+        "goapp",
+        |w| vs_yaml("goapp", w),
+        saves,
+    )
+    .await;
+    daemon.cancel();
+
+    // meshloop, chart source: a copy of the sample chart, saves to its VirtualService values.
+    let ns = namespace(&client, "bench-save-chart").await;
+    let project = tempfile::tempdir().unwrap();
+    let chart = project.path().join("goapp");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/goapp"),
+        &chart,
+    );
+    std::fs::write(
+        project.path().join("meshloop.yaml"),
+        format!("instance: bench-chart\nnamespace: {ns}\nhelm: {}\nsources:\n  - chart: goapp\n    release: goapp\n    values: [weights.yaml]\n", bin_dir().join("helm").display()),
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("weights.yaml"),
+        "weights: {v1: 50, v2: 50}\n",
+    )
+    .unwrap();
+    let daemon = start_daemon(project.path()).await;
+    save_loop(
+        "meshloop up, chart source (helm template): save → applied",
+        &project.path().join("weights.yaml"),
+        &ns,
+        "goapp",
+        |w| format!("weights: {{v1: {w}, v2: {}}}\n", 100 - w),
+        saves,
+    )
+    .await;
+    daemon.cancel();
+
+    // The anchor: inotifywait + kubectl apply --server-side in a shell loop.
+    let ns = namespace(&client, "bench-save-kubectl").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("goapp.yaml"), vs_yaml("goapp", 50)).unwrap();
+    let script = format!(
+        "while inotifywait -qq -e close_write,moved_to {dir}; do {kubectl} apply --server-side -n {ns} -f {dir} >/dev/null; done",
+        dir = dir.path().display(),
+        kubectl = bin_dir().join("kubectl").display()
+    );
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("KUBECONFIG", kubeconfig())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    // The loop applies only after a change; apply once so the watch sees the object.
+    kubectl_apply(dir.path(), &ns);
+    save_loop(
+        "inotifywait + kubectl apply --server-side: save → applied",
+        &dir.path().join("goapp.yaml"),
+        &ns,
+        "goapp",
+        |w| vs_yaml("goapp", w),
+        saves,
+    )
+    .await;
+    let _ = Command::new("kill")
+        .arg("--")
+        .arg(format!("-{}", child.id()))
+        .status();
+    let _ = child.wait();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+use std::os::unix::process::CommandExt;
+
+async fn start_daemon(project: &Path) -> tokio_util::sync::CancellationToken {
+    use meshloop::cluster::{Cluster, Target};
+    let config = meshloop::config::Config::load(&project.join("meshloop.yaml")).unwrap();
+    let cluster = Cluster::connect(&Target {
+        kubeconfig: Some(kubeconfig()),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(meshloop::daemon::run(
+        config,
+        cluster,
+        listener,
+        async move { t.cancelled().await },
+        Some(tx),
+    ));
+    let d = rx.await.unwrap();
+    let mut status = d.handles.status.clone();
+    status.wait_for(|s| s.syncs >= 1).await.unwrap();
+    token
+}
+
+fn proc_stat(pid: u32) -> (u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (ticks, rss_kb)
+}
+
+fn bench_idle() {
+    use std::io::{BufRead, BufReader};
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("routing")).unwrap();
+    std::fs::write(
+        project.path().join("routing/goapp.yaml"),
+        vs_yaml("idle", 50),
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("meshloop.yaml"),
+        "instance: bench-idle\nnamespace: default\nsources:\n  - dir: routing\n",
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshloop"))
+        .args(["up", "--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(kubeconfig())
+        .current_dir(project.path())
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap().contains("synced") {
+            break;
+        }
+    }
+    let secs: u64 = std::env::var("MESHLOOP_BENCH_IDLE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let (t0, rss0) = proc_stat(child.id());
+    std::thread::sleep(Duration::from_secs(secs));
+    let (t1, rss1) = proc_stat(child.id());
+    let hz = 100.0; // USER_HZ on Linux
+    println!(
+        "{:<58} RSS {:.1} MB -> {:.1} MB; CPU {:.2} s over {secs} s ({:.3}%)",
+        "meshloop up, idle",
+        rss0 as f64 / 1024.0,
+        rss1 as f64 / 1024.0,
+        (t1 - t0) as f64 / hz,
+        (t1 - t0) as f64 / hz / secs as f64 * 100.0
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let all = which.is_empty();
+    let want = |n: &str| all || which.iter().any(|w| w == n);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    if want("ssa") {
+        rt.block_on(bench_ssa());
+    }
+    if want("sync") {
+        rt.block_on(bench_sync());
+    }
+    if want("save") {
+        rt.block_on(bench_save());
+    }
+    if want("idle") {
+        bench_idle();
+    }
+}
