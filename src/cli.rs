@@ -63,6 +63,45 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Show what `apply` would change, from a server-side dry run.
     Diff(DiffArgs),
+    /// Analyze routing: findings with file:line:col, offline or with live cluster facts.
+    Check(CheckCli),
+    /// Say where a request would go: Gateway, VirtualService, rule, destinations, endpoints.
+    Explain(ExplainCli),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckCli {
+    /// Files or directories of YAML (default: the config's sources).
+    pub paths: Vec<PathBuf>,
+    /// Never contact a cluster (live findings are left out).
+    #[arg(long)]
+    pub offline: bool,
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainCli {
+    /// The Host header of the request.
+    #[arg(long)]
+    pub host: String,
+    #[arg(long, default_value = "/")]
+    pub path: String,
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// A request header, `name=value` (repeatable).
+    #[arg(long = "header", value_parser = crate::analyze::command::parse_header)]
+    pub headers: Vec<(String, String)>,
+    /// The gateway port the request arrives on (default 80).
+    #[arg(long)]
+    pub port: Option<u32>,
+    /// Files or directories of YAML (default: the config's sources).
+    pub paths: Vec<PathBuf>,
+    /// Never contact a cluster (endpoints are not checked).
+    #[arg(long)]
+    pub offline: bool,
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +164,8 @@ impl Failure {
 pub async fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up(&cli.global, args).await,
+        Command::Check(args) => return check(&cli.global, args).await,
+        Command::Explain(args) => return explain(&cli.global, args).await,
         Command::Apply(args) => apply(&cli.global, args).await,
         Command::Diff(args) => {
             let apply_args = ApplyArgs {
@@ -140,6 +181,70 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit(),
     }
+}
+
+/// The config for commands that also work on plain files: an explicit `--config` must load;
+/// a discovered `meshloop.yaml` is used when it loads, and skipped with a warning when the
+/// paths are given on the command line.
+fn optional_config(global: &Global, have_paths: bool) -> Result<Option<Config>, Failure> {
+    match load_config(global) {
+        Ok(c) => Ok(Some(c)),
+        Err(e) if global.config.is_none() && have_paths => {
+            eprintln!(
+                "{} {e} (ignored: analyzing the given paths)",
+                paint("warning:", YELLOW)
+            );
+            Ok(None)
+        }
+        Err(e) => Err(Failure::Usage(e)),
+    }
+}
+
+async fn optional_cluster(global: &Global, offline: bool) -> Option<Cluster> {
+    if offline {
+        return None;
+    }
+    Cluster::connect(&target(global)).await.ok()
+}
+
+fn format_of(o: Output) -> crate::analyze::command::Format {
+    match o {
+        Output::Text => crate::analyze::command::Format::Text,
+        Output::Json => crate::analyze::command::Format::Json,
+    }
+}
+
+async fn check(global: &Global, args: CheckCli) -> ExitCode {
+    let config = match optional_config(global, !args.paths.is_empty()) {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    let cluster = optional_cluster(global, args.offline).await;
+    let a = crate::analyze::command::CheckArgs {
+        paths: args.paths,
+        offline: args.offline,
+        format: format_of(args.output),
+    };
+    crate::analyze::command::check(&a, config.as_ref(), cluster.as_ref()).await
+}
+
+async fn explain(global: &Global, args: ExplainCli) -> ExitCode {
+    let config = match optional_config(global, !args.paths.is_empty()) {
+        Ok(c) => c,
+        Err(f) => return f.exit(),
+    };
+    let cluster = optional_cluster(global, args.offline).await;
+    let a = crate::analyze::command::ExplainArgs {
+        host: args.host,
+        path: args.path,
+        method: args.method,
+        headers: args.headers,
+        port: args.port,
+        paths: args.paths,
+        offline: args.offline,
+        format: format_of(args.output),
+    };
+    crate::analyze::command::explain(&a, config.as_ref(), cluster.as_ref()).await
 }
 
 /// Reads the config named by `--config`, or `meshloop.yaml` in the working directory.

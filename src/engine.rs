@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use crate::analyze::findings::{Finding, Severity};
 use crate::cluster::{Cluster, owned_selector};
 use crate::config::{Config, DriftPolicy, GroupKind};
 use crate::manifest::{LoadError, ObjectKey};
@@ -79,6 +80,10 @@ pub struct SyncSummary {
     pub load_errors: Vec<LoadError>,
     /// From the first file event to the end of this sync, for file-triggered syncs.
     pub save_to_applied_ms: Option<f64>,
+    /// What analysis found in the desired state of this sync.
+    pub findings: Vec<Finding>,
+    /// Objects not applied because of error findings (`block_on: error`).
+    pub held_back: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -135,6 +140,17 @@ pub struct Status {
     pub rollout: RolloutStatus,
     /// Verification runs requested by completed rollouts and changing syncs.
     pub verifications_requested: u64,
+    /// What the last sync read, for `GET /explain` (not part of the JSON).
+    #[serde(skip)]
+    pub inputs: std::sync::Arc<ModelInputs>,
+}
+
+/// The objects of the last sync, enough to rebuild the routing model for `explain`.
+#[derive(Debug, Default)]
+pub struct ModelInputs {
+    pub objects: Vec<crate::manifest::SourceObject>,
+    pub others: Vec<crate::manifest::SourceObject>,
+    pub ingress: crate::config::Ingress,
 }
 
 impl Status {
@@ -151,6 +167,12 @@ impl Status {
         };
         if let Some(e) = last.load_errors.first() {
             return Some(format!("last sync had errors: {e}"));
+        }
+        if let Some(f) = last.findings.iter().find(|f| f.severity == Severity::Error) {
+            return Some(format!(
+                "analysis found errors: {}:{}:{}: error[{}]: {}",
+                f.file, f.line, f.col, f.code, f.message
+            ));
         }
         if !last.ok {
             let why = last
@@ -389,10 +411,43 @@ impl Engine {
         let span = info_span!("sync", trigger = ?trigger);
         async {
             self.status.send_modify(|s| s.syncing = true);
-            let (desired, load_errors) = self.sources.desired();
+            let (mut desired, load_errors) = self.sources.desired();
             for e in &load_errors {
                 warn!("{e}");
             }
+            let others = self.sources.others();
+            let findings = crate::analyze::analyze_for_sync(
+                &desired.objects,
+                &others,
+                None,
+                &self.config.ingress,
+            );
+            let mut held_back = Vec::new();
+            for f in &findings {
+                let line = format!(
+                    "{}:{}:{}: {}[{}]: {}",
+                    f.file, f.line, f.col, f.severity, f.code, f.message
+                );
+                match f.severity {
+                    Severity::Error => warn!(code = f.code, "{line}"),
+                    Severity::Warning => warn!(code = f.code, "{line}"),
+                    Severity::Info => debug!(code = f.code, "{line}"),
+                }
+                // Error findings hold back the object they concern: it is neither applied nor
+                // pruned until the finding is fixed.
+                if f.severity == Severity::Error
+                    && self.config.block_on == crate::config::BlockOn::Error
+                    && let Some(k) = &f.key
+                    && desired.held.insert(k.clone())
+                {
+                    held_back.push(k.to_string());
+                }
+            }
+            let inputs = std::sync::Arc::new(ModelInputs {
+                objects: desired.objects.clone(),
+                others,
+                ingress: self.config.ingress.clone(),
+            });
             let mut opts = SyncOptions::new(&self.config.instance, self.config.owned_kinds.clone());
             opts.prune = self.config.prune;
             opts.force_conflicts = self.config.force_conflicts;
@@ -401,8 +456,12 @@ impl Engine {
             let report = sync::sync(&self.cluster, &desired, &opts).await;
             let save_to_applied = first_event.map(|t| t.elapsed());
             self.record(&report, &desired);
-            let ok = report.ok() && load_errors.is_empty();
+            let ok = report.ok()
+                && load_errors.is_empty()
+                && !findings.iter().any(|f| f.severity == Severity::Error);
             let summary = SyncSummary {
+                findings,
+                held_back,
                 trigger,
                 finished_at: now_text(),
                 ok,
@@ -421,6 +480,7 @@ impl Engine {
                     .unreachable
                     .then(|| summary.report.errors.first().cloned().unwrap_or_default());
                 s.last_sync = Some(summary.clone());
+                s.inputs = inputs;
             });
             if summary.ok && (summary.report.counts.writes > 0) {
                 self.request_verification("routing changed");
@@ -531,6 +591,24 @@ impl Engine {
             if n > 0 {
                 parts.push(format!("{n} {word}"));
             }
+        }
+        let errors = s
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
+        let warnings = s
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+            .count();
+        if errors + warnings > 0 {
+            parts.push(format!(
+                "findings: {errors} error(s), {warnings} warning(s)"
+            ));
+        }
+        if !s.held_back.is_empty() {
+            parts.push(format!("held back: {}", s.held_back.join(", ")));
         }
         let latency = s
             .save_to_applied_ms

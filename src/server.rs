@@ -56,6 +56,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/status", get(status))
         .route("/sync", post(sync))
         .route("/metrics", get(metrics))
+        .route("/explain", get(explain))
         .layer(middleware::from_fn(guard))
         .with_state(handles)
 }
@@ -106,6 +107,43 @@ async fn sync(State(h): State<Handles>) -> Result<Response, ApiError> {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((code, Json(summary)).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ExplainQuery {
+    host: String,
+    #[serde(default = "default_path")]
+    path: String,
+    #[serde(default = "default_method")]
+    method: String,
+    #[serde(default)]
+    port: Option<u32>,
+}
+
+fn default_path() -> String {
+    "/".into()
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+/// Route simulation over what the last sync read (offline facts only).
+async fn explain(
+    State(h): State<Handles>,
+    axum::extract::Query(q): axum::extract::Query<ExplainQuery>,
+) -> Response {
+    let inputs = h.status.borrow().inputs.clone();
+    let model =
+        crate::analyze::model::Model::build(&inputs.objects, &inputs.others, None, &inputs.ingress);
+    let req = crate::analyze::explain::Request {
+        host: q.host,
+        path: q.path,
+        method: q.method.to_ascii_uppercase(),
+        headers: Default::default(),
+        port: q.port,
+    };
+    Json(crate::analyze::explain::explain(&model, &req)).into_response()
 }
 
 async fn metrics(State(h): State<Handles>) -> Response {

@@ -34,6 +34,9 @@ struct Running {
     task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
 }
 
+/// The subsets the VirtualServices route to, so analysis finds nothing to hold back.
+const SUBSETS: &str = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: goapp\nspec:\n  host: goapp\n  subsets:\n    - {name: v1, labels: {version: v1}}\n    - {name: v2, labels: {version: v2}}\n";
+
 fn vs(name: &str, weight: u32) -> String {
     format!(
         "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: {name}\nspec:\n  hosts: [{name}.dev]\n  http:\n    - route:\n        - destination: {{host: goapp, subset: v1}}\n          weight: {weight}\n        - destination: {{host: goapp, subset: v2}}\n          weight: {}\n",
@@ -49,6 +52,7 @@ impl Running {
         std::fs::create_dir_all(dir.path().join("routing")).unwrap();
         std::fs::create_dir_all(dir.path().join("app")).unwrap();
         std::fs::write(dir.path().join("routing/goapp.yaml"), vs("goapp", 90)).unwrap();
+        std::fs::write(dir.path().join("routing/subsets.yaml"), SUBSETS).unwrap();
         std::fs::write(
             dir.path().join("meshloop.yaml"),
             format!(
@@ -429,7 +433,10 @@ async fn http_api_endpoints_and_refusals() {
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["trigger"], "request");
-    assert_eq!(v["counts"]["unchanged"], 1);
+    assert_eq!(
+        v["counts"]["unchanged"], 2,
+        "the VirtualService and its DestinationRule"
+    );
     assert!(r.status().syncs > syncs);
 
     let (code, body) = raw_request(&addr, "GET", "/metrics", &[]).await;
@@ -478,6 +485,51 @@ async fn http_api_endpoints_and_refusals() {
     r.stop().await;
 }
 
+#[tokio::test]
+async fn error_findings_hold_back_their_object_and_explain_answers() {
+    let r = Running::start(support::cluster(), "up-findings", "").await;
+    r.wait_weight("goapp", 90).await;
+    let syncs = r.status().syncs;
+    // A VirtualService bound to a Gateway that exists nowhere: ML0101, an error.
+    let broken = vs("goapp", 40).replace(
+        "  hosts: [goapp.dev]\n",
+        "  hosts: [goapp.dev]\n  gateways: [no-such-gateway]\n",
+    );
+    std::fs::write(r.path("routing/goapp.yaml"), broken).unwrap();
+    let s = r
+        .wait_status("the sync of the broken route", |s| {
+            s.syncs > syncs && !s.syncing
+        })
+        .await;
+    let last = s.last_sync.clone().unwrap();
+    let f = last
+        .findings
+        .iter()
+        .find(|f| f.code == "ML0101")
+        .unwrap_or_else(|| panic!("{:?}", last.findings));
+    assert_eq!((f.file.as_str(), f.line), ("routing/goapp.yaml", 7));
+    assert_eq!(last.held_back.len(), 1, "{last:?}");
+    assert!(s.not_ready_reason().unwrap().contains("ML0101"));
+    assert_eq!(
+        r.weight("goapp").await,
+        Some(90),
+        "held back: the cluster keeps the last good route"
+    );
+
+    std::fs::write(r.path("routing/goapp.yaml"), vs("goapp", 40)).unwrap();
+    r.wait_weight("goapp", 40).await;
+    r.wait_status("ready again", |s| s.not_ready_reason().is_none())
+        .await;
+
+    let addr = r.daemon.addr.to_string();
+    let (code, body) = raw_request(&addr, "GET", "/explain?host=goapp.dev&path=/", &[]).await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["request"]["host"], "goapp.dev");
+    assert!(!v["hops"].as_array().unwrap().is_empty(), "{v}");
+    r.stop().await;
+}
+
 #[test]
 fn sigterm_stops_the_daemon_cleanly() {
     use std::io::{BufRead, BufReader};
@@ -485,6 +537,7 @@ fn sigterm_stops_the_daemon_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("routing")).unwrap();
     std::fs::write(dir.path().join("routing/goapp.yaml"), vs("sigterm", 50)).unwrap();
+    std::fs::write(dir.path().join("routing/subsets.yaml"), SUBSETS).unwrap();
     std::fs::write(
         dir.path().join("meshloop.yaml"),
         "instance: sigterm\nnamespace: default\nsources:\n  - dir: routing\n",
@@ -504,14 +557,14 @@ fn sigterm_stops_the_daemon_cleanly() {
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
-        let done = line.contains("synced 1 objects");
+        let done = line.contains("synced 2 objects");
         seen.push(line);
         if done {
             break;
         }
     }
     assert!(
-        seen.iter().any(|l| l.contains("synced 1 objects")),
+        seen.iter().any(|l| l.contains("synced 2 objects")),
         "{seen:?}"
     );
     let pid = child.id() as i32;
