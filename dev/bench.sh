@@ -12,7 +12,7 @@ command -v inotifywait >/dev/null 2>&1 || {
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq inotify-tools >/dev/null
 }
 dev/localcluster build
-DIR=target/bench-cluster
+DIR=target/bench-cluster-$$
 MESHLOOP_BENCH_KUBECONFIG=$(dev/localcluster start "$DIR" --owner-pid $$ | tail -n 1)
 export MESHLOOP_BENCH_KUBECONFIG
 trap 'dev/localcluster stop "$DIR" >/dev/null 2>&1' EXIT

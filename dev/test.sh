@@ -38,7 +38,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "shellcheck"
-shellcheck dev/*.sh dev/localcluster
+shellcheck dev/*.sh dev/bench/*.sh dev/localcluster
 
 step "helm lint charts/goapp"
 "$BIN/helm" lint --quiet charts/goapp

@@ -67,6 +67,15 @@ pub enum Command {
     Check(CheckCli),
     /// Say where a request would go: Gateway, VirtualService, rule, destinations, endpoints.
     Explain(ExplainCli),
+    /// Check the environment: cluster, Istio CRDs, istiod, ingress address, injection label,
+    /// and the Gateways' selectors against the gateway Pods.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +175,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Up(args) => up(&cli.global, args).await,
         Command::Check(args) => return check(&cli.global, args).await,
         Command::Explain(args) => return explain(&cli.global, args).await,
+        Command::Doctor(args) => doctor(&cli.global, args).await,
         Command::Apply(args) => apply(&cli.global, args).await,
         Command::Diff(args) => {
             let apply_args = ApplyArgs {
@@ -211,6 +221,30 @@ fn format_of(o: Output) -> crate::analyze::command::Format {
     match o {
         Output::Text => crate::analyze::command::Format::Text,
         Output::Json => crate::analyze::command::Format::Json,
+    }
+}
+
+async fn doctor(global: &Global, args: DoctorArgs) -> Result<(), Failure> {
+    let config = load_config(global).map_err(Failure::Usage)?;
+    let cluster = Cluster::connect(&target(global)).await;
+    let namespace = config.namespace.clone().unwrap_or_else(|| {
+        cluster
+            .as_ref()
+            .map(|c| c.default_namespace.clone())
+            .unwrap_or_else(|_| "default".into())
+    });
+    let mut set = SourceSet::new(config.clone(), namespace.clone());
+    set.load_all();
+    let (desired, _) = set.desired();
+    let checks = crate::doctor::run(&config, cluster.as_ref(), &namespace, &desired.objects).await;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({ "checks": checks })),
+        Output::Text => print!("{}", crate::doctor::render(&checks)),
+    }
+    if checks.iter().all(|c| c.ok) {
+        Ok(())
+    } else {
+        Err(Failure::Failed(String::new()))
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`engine`]: the loop that owns the desired state: batch, reload, sync, drift, rollouts.
 //! - [`server`]: the HTTP API over the engine's status snapshot and command channel.
 //! - [`daemon`]: `meshloop up`, wiring watcher, engine and server with shutdown.
+//! - [`doctor`]: `meshloop doctor`, the environment checks.
 //! - [`cli`]: the `meshloop` commands, their output and exit codes.
 //! - [`telemetry`]: tracing setup.
 
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod doctor;
 pub mod engine;
 pub mod manifest;
 pub mod server;
