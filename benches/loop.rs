@@ -325,8 +325,8 @@ async fn save_loop(
     }
     let mut samples = Vec::new();
     for i in 0..saves {
-        let weight = 1 + (i % 98) + if i % 2 == 0 { 0 } else { 1 };
-        let weight = weight.min(99);
+        // Every save differs from the one before, so every save is a change to apply.
+        let weight = 1 + (i % 98);
         let text = render(weight);
         let t = Instant::now();
         std::fs::write(file, text).unwrap();
@@ -405,7 +405,7 @@ async fn bench_save() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("goapp.yaml"), vs_yaml("goapp", 50)).unwrap();
     let script = format!(
-        "while inotifywait -qq -e close_write,moved_to {dir}; do {kubectl} apply --server-side -n {ns} -f {dir} >/dev/null; done",
+        "while inotifywait -qq -e close_write,moved_to {dir}; do {kubectl} apply --server-side --field-manager=kubectl-bench -n {ns} -f {dir} >/dev/null; done",
         dir = dir.path().display(),
         kubectl = bin_dir().join("kubectl").display()
     );
@@ -552,6 +552,13 @@ fn main() {
         .collect();
     let all = which.is_empty();
     let want = |n: &str| all || which.iter().any(|w| w == n);
+    // The daemon's logs, filtered by RUST_LOG (default: warnings only, to keep the numbers
+    // readable).
+    if std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY: single-threaded at this point; no other thread reads the environment.
+        unsafe { std::env::set_var("RUST_LOG", "meshloop=warn") };
+    }
+    meshloop::telemetry::init(meshloop::telemetry::LogFormat::Text);
     let rt = tokio::runtime::Runtime::new().unwrap();
     if want("ssa") {
         rt.block_on(bench_ssa());

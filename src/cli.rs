@@ -345,6 +345,7 @@ async fn sync_once(
         dry_run: args.dry_run,
         previously_applied: Default::default(),
         restore_drift: true,
+        only_known_kinds: false,
     };
     let report = sync::sync(&cluster, &desired, &opts).await;
     let mut errors = errors;

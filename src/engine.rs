@@ -234,6 +234,8 @@ pub struct Engine {
     own_deletes: BTreeSet<String>,
     deployments: BTreeMap<(String, String), DeploymentState>,
     rollout: Option<PendingRollout>,
+    /// A sync that listed every owned kind has succeeded.
+    full_sync_done: bool,
 }
 
 struct PendingRollout {
@@ -279,6 +281,7 @@ impl Engine {
             own_deletes: BTreeSet::new(),
             deployments: BTreeMap::new(),
             rollout: None,
+            full_sync_done: false,
         };
         let handles = Handles {
             status: status_rx,
@@ -453,7 +456,12 @@ impl Engine {
             opts.force_conflicts = self.config.force_conflicts;
             opts.previously_applied = self.applied.clone();
             opts.restore_drift = self.config.drift == DriftPolicy::Restore;
+            opts.only_known_kinds =
+                matches!(trigger, Trigger::Files | Trigger::Drift) && self.full_sync_done;
             let report = sync::sync(&self.cluster, &desired, &opts).await;
+            if !opts.only_known_kinds && !report.unreachable && report.errors.is_empty() {
+                self.full_sync_done = true;
+            }
             let save_to_applied = first_event.map(|t| t.elapsed());
             self.record(&report, &desired);
             let ok = report.ok()

@@ -56,6 +56,10 @@ pub struct SyncOptions {
     pub previously_applied: BTreeSet<ObjectKey>,
     /// Put drifted objects back (true) or only report them.
     pub restore_drift: bool,
+    /// List only the kinds of `previously_applied` and of the desired objects, not every
+    /// owned kind. Right after a full sync nothing else can carry our labels unless another
+    /// client put it there; the daemon runs a full sync at start, on request and on retries.
+    pub only_known_kinds: bool,
 }
 
 impl SyncOptions {
@@ -68,6 +72,7 @@ impl SyncOptions {
             dry_run: false,
             previously_applied: BTreeSet::new(),
             restore_drift: true,
+            only_known_kinds: false,
         }
     }
 }
@@ -357,8 +362,17 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
         ..SyncReport::default()
     };
 
-    // Kinds to look at: every owned kind (for prune) plus any kind present in the desired set.
-    let mut kinds: BTreeSet<GroupKind> = opts.owned.iter().cloned().collect();
+    // Kinds to look at: every owned kind (for prune) plus any kind present in the desired set;
+    // or, when the caller knows what the previous sync saw, only the kinds that are or were
+    // applied (a daemon's file-triggered syncs: fewer requests on the save-to-applied path).
+    let mut kinds: BTreeSet<GroupKind> = if opts.only_known_kinds {
+        opts.previously_applied
+            .iter()
+            .map(ObjectKey::group_kind)
+            .collect()
+    } else {
+        opts.owned.iter().cloned().collect()
+    };
     kinds.extend(desired.objects.iter().map(|o| o.key.group_kind()));
     let wanted_kinds: BTreeSet<GroupKind> =
         desired.objects.iter().map(|o| o.key.group_kind()).collect();

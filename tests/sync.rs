@@ -93,6 +93,7 @@ impl Project {
             dry_run: false,
             previously_applied: Default::default(),
             restore_drift: true,
+            only_known_kinds: false,
         };
         (sync::sync(&cluster, &desired, &opts).await, errors)
     }
