@@ -9,7 +9,8 @@
 //!   re-apply (writes counted), one changed object; each against `kubectl apply --server-side`.
 //! - `save`: save-to-applied latency over 200 saves (file written → new content seen through a
 //!   watch on the API server) for a directory source and a chart source, against a shell loop
-//!   of `inotifywait` + `kubectl apply --server-side`.
+//!   of `inotifywait -m` + `kubectl apply --server-side` (monitor mode, so a save made while
+//!   kubectl runs is queued rather than missed).
 //! - `idle`: RSS and CPU time of `meshloop up` over 60 s with nothing changing.
 
 use std::path::{Path, PathBuf};
@@ -405,7 +406,7 @@ async fn bench_save() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("goapp.yaml"), vs_yaml("goapp", 50)).unwrap();
     let script = format!(
-        "while inotifywait -qq -e close_write,moved_to {dir}; do {kubectl} apply --server-side --field-manager=kubectl-bench -n {ns} -f {dir} >/dev/null; done",
+        "inotifywait -m -q -e close_write,moved_to {dir} | while read -r _; do {kubectl} apply --server-side --field-manager=kubectl-bench -n {ns} -f {dir} >/dev/null; done",
         dir = dir.path().display(),
         kubectl = bin_dir().join("kubectl").display()
     );
