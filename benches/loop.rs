@@ -515,6 +515,7 @@ fn bench_idle() {
         .arg(kubeconfig())
         .current_dir(project.path())
         .env("NO_COLOR", "1")
+        .env("RUST_LOG", "meshloop=info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
