@@ -50,5 +50,5 @@ dev/check-tiltfile.sh
 step "go vet and go test (dev/goapp)"
 (cd dev/goapp && GOTOOLCHAIN=local go vet ./... && GOTOOLCHAIN=local go test -count=1 ./...)
 
-step "cargo test"
-cargo test --all-targets
+step "cargo test (unit and integration; the benchmarks run with dev/bench.sh)"
+cargo test --lib --bins --tests
