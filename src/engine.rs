@@ -532,19 +532,13 @@ impl Engine {
             }
         }
         self.applied = applied;
-        // Bounded memory: versions older than this sync's can no longer arrive as fresh events
-        // in any number that matters; keep the last few thousand.
+        // Bounded memory. Which entries go does not matter much: forgetting one of our own
+        // versions costs at most one extra sync with no writes.
         while self.own_versions.len() > 4096 {
-            let first = self.own_versions.iter().next().cloned();
-            if let Some(f) = first {
-                self.own_versions.remove(&f);
-            }
+            self.own_versions.pop_first();
         }
         while self.own_deletes.len() > 1024 {
-            let first = self.own_deletes.iter().next().cloned();
-            if let Some(f) = first {
-                self.own_deletes.remove(&f);
-            }
+            self.own_deletes.pop_first();
         }
     }
 
@@ -816,16 +810,17 @@ impl Engine {
     /// The app's Deployments: those defined in the sources (rendered chart or YAML), or every
     /// Deployment in the namespace when the sources define none.
     fn app_deployments(&self) -> Vec<&DeploymentState> {
-        let named: BTreeSet<(String, String)> = self
+        let named: BTreeSet<(&str, &str)> = self
             .sources
-            .others()
-            .into_iter()
+            .others_iter()
             .filter(|o| o.key.kind == "Deployment")
-            .map(|o| (o.key.namespace, o.key.name))
+            .map(|o| (o.key.namespace.as_str(), o.key.name.as_str()))
             .collect();
         self.deployments
             .iter()
-            .filter(|(k, _)| named.is_empty() || named.contains(*k))
+            .filter(|((ns, name), _)| {
+                named.is_empty() || named.contains(&(ns.as_str(), name.as_str()))
+            })
             .map(|(_, d)| d)
             .collect()
     }

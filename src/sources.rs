@@ -252,10 +252,12 @@ impl SourceSet {
 
     /// Non-owned objects seen in the sources (Deployments, Services) for offline analysis.
     pub fn others(&self) -> Vec<SourceObject> {
-        self.entries
-            .values()
-            .flat_map(|e| e.others.iter().cloned())
-            .collect()
+        self.others_iter().cloned().collect()
+    }
+
+    /// The same without copying, for lookups on hot paths.
+    pub fn others_iter(&self) -> impl Iterator<Item = &SourceObject> {
+        self.entries.values().flat_map(|e| e.others.iter())
     }
 
     /// Joins the entries into the desired state.

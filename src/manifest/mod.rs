@@ -188,33 +188,15 @@ pub fn load_text(text: &str, file: &str, rendered: bool, opts: &LoadOptions) -> 
             continue;
         }
         // A `kind: List` (what `kubectl get -o yaml` prints) holds objects in `items`.
-        if node.at("kind").and_then(Node::as_str) == Some("List")
-            && let Some(Value::Seq(items)) = node.get("items").map(|n| &n.value)
-        {
-            {
-                for item in items {
-                    read_object(
-                        item.clone(),
-                        file,
-                        doc_index,
-                        rendered,
-                        opts,
-                        &mut out,
-                        &mut skipped,
-                    );
-                }
-                continue;
+        let objects = match node.get("items").map(|n| &n.value) {
+            Some(Value::Seq(items)) if node.at("kind").and_then(Node::as_str) == Some("List") => {
+                items.clone()
             }
+            _ => vec![node],
+        };
+        for obj in objects {
+            read_object(obj, file, doc_index, rendered, opts, &mut out, &mut skipped);
         }
-        read_object(
-            node,
-            file,
-            doc_index,
-            rendered,
-            opts,
-            &mut out,
-            &mut skipped,
-        );
     }
     out.skipped = skipped.into_values().collect();
     out
