@@ -18,11 +18,15 @@
 #
 #   dev/standin.sh up DIR [--weights 90,10] [--versions v1,v2] [--host goapp.dev]
 #                         [--namespace dev] [--app goapp] [--owner-pid PID]
+#                         [--cluster CDIR] [--ingress-namespace istio-ingress]
 #       build dev/goapp, start one process per version in its namespace, start nginx; write the
 #       pod IP map DIR/podips for dev/fakelet.py (so the Pods of Deployment goapp-v1 get
 #       10.250.1.2, and so on); when DIR/kubeconfig answers, create the `istio-ingress` Service
 #       (see `service`). The last line printed is the ingress address, 127.0.0.1:PORT.
 #       Start it before the app's Pods are created: a Pod keeps the IP it got first.
+#       --cluster CDIR: the cluster directory (kubeconfig, podips) when it is not DIR, so that
+#       several stand-ins (each with its own DIR, app namespace and ingress namespace) can
+#       share one cluster.
 #   dev/standin.sh down DIR               stop and remove all of it (processes, namespaces, veth
 #                                         pairs, the DIR/podips lines, the cluster objects)
 #   dev/standin.sh reconfigure DIR --weights A,B
@@ -116,14 +120,15 @@ save_state() {
 	local f=$D/standin/state
 	{
 		printf 'ID=%q\nSLOT=%q\nPORT=%q\nNODEPORT=%q\nGEN=%q\n' "$ID" "$SLOT" "$PORT" "$NODEPORT" "$GEN"
-		printf 'VERSIONS=%q\nWEIGHTS=%q\nHOSTS=%q\nNAMESPACE=%q\nAPP=%q\n' \
-			"$VERSIONS" "$WEIGHTS" "$HOSTS" "$NAMESPACE" "$APP"
+		printf 'VERSIONS=%q\nWEIGHTS=%q\nHOSTS=%q\nNAMESPACE=%q\nAPP=%q\nC=%q\nINGRESS_NS=%q\n' \
+			"$VERSIONS" "$WEIGHTS" "$HOSTS" "$NAMESPACE" "$APP" "$C" "$INGRESS_NS"
 	} >"$f.tmp"
 	mv "$f.tmp" "$f"
 }
 
 load_state() {
 	[[ -f $D/standin/state ]] || die "nothing is up in $D (dev/standin.sh up $D)"
+	C=$D INGRESS_NS=istio-ingress
 	# shellcheck source=/dev/null # written by save_state
 	. "$D/standin/state"
 }
@@ -249,17 +254,33 @@ pick_slot() {
 
 # --- the pod IP map (read by dev/fakelet.py) ---------------------------------------------------
 
-podips_remove() {
-	local f=$D/podips
+# Edits of the shared CDIR/podips happen under a lock: stand-ins sharing a cluster may start
+# and stop at once.
+podips_locked() {
+	local rc=0
+	exec 8>"$C/podips.lock"
+	flock 8
+	"$@" || rc=$?
+	flock -u 8
+	exec 8>&-
+	return "$rc"
+}
+
+podips_remove() { podips_locked podips_strip; }
+
+podips_strip() {
+	local f=$C/podips
 	[[ -f $f ]] || return 0
 	awk -v b="# begin dev/standin.sh $D" -v e="# end dev/standin.sh $D" \
 		'$0 == b {skip = 1; next} $0 == e {skip = 0; next} !skip' "$f" >"$f.tmp"
 	if [[ -s $f.tmp ]]; then mv "$f.tmp" "$f"; else rm -f "$f.tmp" "$f"; fi
 }
 
-podips_write() {
-	local f=$D/podips v i
-	podips_remove
+podips_write() { podips_locked podips_add; }
+
+podips_add() {
+	local f=$C/podips v i
+	podips_strip
 	{
 		[[ -f $f ]] && cat "$f"
 		printf '%s\n' "# begin dev/standin.sh $D"
@@ -459,12 +480,12 @@ start_nginx() {
 
 # --- the cluster objects ----------------------------------------------------------------------
 
-kube() { "$KUBECTL" --kubeconfig "$D/kubeconfig" --request-timeout=10s "$@"; }
+kube() { "$KUBECTL" --kubeconfig "$C/kubeconfig" --request-timeout=10s "$@"; }
 
 cluster_up() {
 	KUBECTL="$("$ROOT/dev/localcluster" bin)/kubectl"
-	[[ -x $KUBECTL && -f $D/kubeconfig ]] &&
-		"$KUBECTL" --kubeconfig "$D/kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
+	[[ -x $KUBECTL && -f $C/kubeconfig ]] &&
+		"$KUBECTL" --kubeconfig "$C/kubeconfig" --request-timeout=3s get --raw /readyz >/dev/null 2>&1
 }
 
 apply_service() {
@@ -473,13 +494,13 @@ apply_service() {
 apiVersion: v1
 kind: Namespace
 metadata:
-  name: istio-ingress
+  name: $INGRESS_NS
 ---
 apiVersion: v1
 kind: Service
 metadata:
   name: istio-ingress
-  namespace: istio-ingress
+  namespace: $INGRESS_NS
   labels: {app: istio-ingress, istio: ingress, app.kubernetes.io/managed-by: dev-standin}
   annotations:
     meshloop.dev/standin: "nginx on 127.0.0.1:$PORT stands in for the Istio ingress gateway (dev/standin.sh)"
@@ -495,7 +516,7 @@ apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: istio-ingress
-  namespace: istio-ingress
+  namespace: $INGRESS_NS
   labels: {app: istio-ingress, istio: ingress, app.kubernetes.io/managed-by: dev-standin}
   annotations:
     meshloop.dev/standin: "no container runs for this Pod: nginx on 127.0.0.1:$PORT stands in for the gateway (dev/standin.sh)"
@@ -523,20 +544,20 @@ EOF
 cmd_service() {
 	D=$(state_dir "${1:-}")
 	load_state
-	cluster_up || die "the cluster of $D/kubeconfig does not answer"
+	cluster_up || die "the cluster of $C/kubeconfig does not answer"
 	if ! apply_service ", nodePort: $NODEPORT" 2>"$D/standin/service.err"; then
 		say "nodePort $NODEPORT refused ($(tr '\n' ' ' <"$D/standin/service.err")); using an allocated one, which nginx does not serve"
-		apply_service "" || die "creating Service istio-ingress/istio-ingress failed"
+		apply_service "" || die "creating Service $INGRESS_NS/istio-ingress failed"
 	fi
-	kube -n istio-ingress patch service istio-ingress --subresource=status --type=merge \
+	kube -n "$INGRESS_NS" patch service istio-ingress --subresource=status --type=merge \
 		-p '{"status":{"loadBalancer":{"ingress":[{"ip":"127.0.0.1","ipMode":"VIP"}]}}}' >/dev/null ||
 		die "setting status.loadBalancer of istio-ingress/istio-ingress failed"
-	say "Service istio-ingress/istio-ingress: LoadBalancer 127.0.0.1, http2 port $PORT (nodePort $NODEPORT) -> nginx"
+	say "Service $INGRESS_NS/istio-ingress: LoadBalancer 127.0.0.1, http2 port $PORT (nodePort $NODEPORT) -> nginx"
 }
 
 delete_service() {
 	cluster_up || return 0
-	kube -n istio-ingress delete service/istio-ingress deployment/istio-ingress \
+	kube -n "$INGRESS_NS" delete service/istio-ingress deployment/istio-ingress \
 		--ignore-not-found --wait=false >/dev/null 2>&1 || true
 }
 
@@ -549,9 +570,10 @@ need_root() {
 cmd_up() {
 	local dir="" owner=""
 	VERSIONS=v1,v2 WEIGHTS=90,10 HOSTS=goapp.dev NAMESPACE=dev APP=goapp GEN=1
+	C="" INGRESS_NS=istio-ingress
 	while (($#)); do
 		case $1 in
-		--weights | --versions | --host | --namespace | --app | --owner-pid)
+		--weights | --versions | --host | --namespace | --app | --owner-pid | --cluster | --ingress-namespace)
 			[[ $# -ge 2 ]] || die "$1 needs a value"
 			case $1 in
 			--weights) WEIGHTS=$2 ;;
@@ -560,6 +582,8 @@ cmd_up() {
 			--namespace) NAMESPACE=$2 ;;
 			--app) APP=$2 ;;
 			--owner-pid) owner=$2 ;;
+			--cluster) C=$2 ;;
+			--ingress-namespace) INGRESS_NS=$2 ;;
 			esac
 			shift
 			;;
@@ -572,6 +596,7 @@ cmd_up() {
 	need_root
 	check_lists
 	D=$(state_dir "$dir")
+	C=$(cd "${C:-$D}" && pwd) || die "--cluster: no such directory"
 	[[ -f $D/standin/state ]] && die "already up in $D (dev/standin.sh down $D)"
 	need_nginx
 	command -v python3 >/dev/null 2>&1 || die "python3 is needed (free ports)"
@@ -598,7 +623,7 @@ cmd_up() {
 	if cluster_up; then
 		cmd_service "$D"
 	else
-		say "no cluster answers at $D/kubeconfig: run dev/standin.sh service $D once it does"
+		say "no cluster answers at $C/kubeconfig: run dev/standin.sh service $D once it does"
 	fi
 	trap - EXIT
 	if [[ -n $owner ]]; then
@@ -631,6 +656,7 @@ check_lists() {
 cmd_down() {
 	D=$(state_dir "${1:-}")
 	ID=$(run_id "$D")
+	C=$D INGRESS_NS=istio-ingress
 	[[ -f $D/standin/state ]] && load_state
 	# The --owner-pid watcher (bash and its tail) is a process group of its own.
 	if pid_alive "$D/standin/owner-watch.pid"; then

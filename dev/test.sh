@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dev/test.sh: the whole test suite, from a clean clone on a fresh machine.
 #
-# Installs what it needs (Debian packages: shellcheck, curl, openssl, gcc), builds the pinned
+# Installs what it needs (Debian packages: shellcheck, curl, openssl, gcc, and nginx-light and
+# iproute2 for the stand-in gateway of the verification tests), builds the pinned
 # control plane (etcd, kube-apiserver, kubectl, helm) into the cache outside the repo if it is
 # not there yet (dev/localcluster build; 10-20 min cold, seconds warm), then runs:
 # the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
@@ -14,7 +15,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the checks and tests use; installed only when missing.
 need_pkgs=()
-for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc; do
+for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc nginx:nginx-light ip:iproute2; do
 	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs+=("${p##*:}")
 done
 if ((${#need_pkgs[@]})); then

@@ -67,9 +67,22 @@ pub enum Command {
     Check(CheckCli),
     /// Say where a request would go: Gateway, VirtualService, rule, destinations, endpoints.
     Explain(ExplainCli),
+    /// Verify the gateway path end to end: every route through the ingress with its Host
+    /// header, weighted splits observed, the broken hop named. Asks the running daemon when
+    /// one answers on `listen`, else runs here.
+    Verify(VerifyCli),
     /// Check the environment: cluster, Istio CRDs, istiod, ingress address, injection label,
     /// and the Gateways' selectors against the gateway Pods.
     Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyCli {
+    /// Run here even when a daemon answers.
+    #[arg(long)]
+    pub standalone: bool,
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
 }
 
 #[derive(Debug, Args)]
@@ -176,6 +189,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => return check(&cli.global, args).await,
         Command::Explain(args) => return explain(&cli.global, args).await,
         Command::Doctor(args) => doctor(&cli.global, args).await,
+        Command::Verify(args) => verify(&cli.global, args).await,
         Command::Apply(args) => apply(&cli.global, args).await,
         Command::Diff(args) => {
             let apply_args = ApplyArgs {
@@ -279,6 +293,101 @@ async fn explain(global: &Global, args: ExplainCli) -> ExitCode {
         format: format_of(args.output),
     };
     crate::analyze::command::explain(&a, config.as_ref(), cluster.as_ref()).await
+}
+
+async fn verify(global: &Global, args: VerifyCli) -> Result<(), Failure> {
+    let config = load_config(global).map_err(Failure::Usage)?;
+    let from_daemon = if args.standalone {
+        None
+    } else {
+        ask_daemon(&config.listen).await
+    };
+    let report = match from_daemon {
+        Some(Ok(r)) => {
+            eprintln!("(verified by the daemon at http://{})", config.listen);
+            r
+        }
+        Some(Err(e)) => return Err(Failure::Failed(e)),
+        None => {
+            let cluster = Cluster::connect(&target(global)).await;
+            if let Err(e) = &cluster {
+                eprintln!("{} {e}", paint("warning:", YELLOW));
+            }
+            let cluster = cluster.ok();
+            let namespace = config.namespace.clone().unwrap_or_else(|| {
+                cluster
+                    .as_ref()
+                    .map_or_else(|| "default".into(), |c| c.default_namespace.clone())
+            });
+            let mut set = SourceSet::new(config.clone(), namespace).keep_others();
+            set.load_all();
+            let (desired, errors) = set.desired();
+            print_errors(&errors);
+            let others = set.others();
+            crate::verify::run(crate::verify::Input {
+                objects: &desired.objects,
+                others: &others,
+                ingress: &config.ingress,
+                checks: &config.checks,
+                settings: &config.verify,
+                config_file: config
+                    .file
+                    .as_ref()
+                    .map(|f| config.display_path(f).into_owned()),
+                cluster: cluster.as_ref(),
+                trigger: "cli",
+            })
+            .await
+        }
+    };
+    match args.output {
+        Output::Json => print_json(&serde_json::to_value(&report).unwrap_or_default()),
+        Output::Text => print!("{}", report.render_text()),
+    }
+    if report.ok {
+        Ok(())
+    } else {
+        Err(Failure::Failed(String::new()))
+    }
+}
+
+/// `POST /verify` on a running daemon. `None` when nothing answers there (run standalone).
+async fn ask_daemon(listen: &str) -> Option<Result<crate::verify::Report, String>> {
+    use http_body_util::{BodyExt, Full};
+    let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
+    conn.set_connect_timeout(Some(std::time::Duration::from_millis(500)));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<bytes::Bytes>>(conn);
+    let req = http::Request::post(format!("http://{listen}/verify"))
+        .body(Full::default())
+        .ok()?;
+    let resp = match tokio::time::timeout(std::time::Duration::from_secs(180), client.request(req))
+        .await
+    {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) if e.is_connect() => return None,
+        Ok(Err(e)) => return Some(Err(format!("the daemon at {listen} failed: {e}"))),
+        Err(_) => {
+            return Some(Err(format!(
+                "the daemon at {listen} did not answer in 180 s"
+            )));
+        }
+    };
+    let status = resp.status();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    if status == http::StatusCode::NOT_FOUND {
+        // Something else listens there.
+        return None;
+    }
+    Some(serde_json::from_slice(&body).map_err(|e| {
+        format!(
+            "the daemon at {listen} answered {status} with something else than a report ({e}): {}",
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(200)
+                .collect::<String>()
+        )
+    }))
 }
 
 /// Reads the config named by `--config`, or `meshloop.yaml` in the working directory.

@@ -185,6 +185,10 @@ pub struct VerifySettings {
     pub timeout_ms: u64,
     #[serde(default = "VerifySettings::default_true")]
     pub required_for_ready: bool,
+    /// After a change, a failing automatic verification is retried for this long before it
+    /// is reported: the gateway gets new routes a moment after they are applied.
+    #[serde(default = "VerifySettings::default_settle_ms")]
+    pub settle_ms: u64,
 }
 
 impl VerifySettings {
@@ -200,6 +204,9 @@ impl VerifySettings {
     fn default_true() -> bool {
         true
     }
+    fn default_settle_ms() -> u64 {
+        5000
+    }
 }
 
 impl Default for VerifySettings {
@@ -209,6 +216,7 @@ impl Default for VerifySettings {
             version_header: Self::default_version_header(),
             timeout_ms: Self::default_timeout_ms(),
             required_for_ready: true,
+            settle_ms: Self::default_settle_ms(),
         }
     }
 }

@@ -81,7 +81,7 @@ pub async fn run(
     let debounce = Duration::from_millis(config.debounce_ms);
     let watched = watch_set(&config);
     let mut watcher = FileWatcher::start(&watched, debounce)?;
-    let (engine, handles) = Engine::new(config, cluster, namespace, metrics);
+    let (engine, handles, verifier) = Engine::new(config, cluster, namespace, metrics);
     engine.set_watching(true);
     info!(
         listen = %addr,
@@ -121,6 +121,11 @@ pub async fn run(
             .run(batch_rx, token.clone())
             .instrument(info_span!("engine")),
     );
+    let mut verifier_task = tokio::spawn(
+        verifier
+            .run(token.clone())
+            .instrument(info_span!("verifier")),
+    );
     let server_token = token.clone();
     let mut server_task = tokio::spawn(
         crate::server::serve(listener, handles.clone(), async move {
@@ -139,6 +144,7 @@ pub async fn run(
     let mut engine_done = false;
     let mut server_done = false;
     let mut batcher_done = false;
+    let mut verifier_done = false;
     let result = tokio::select! {
         _ = shutdown => Ok(()),
         _ = &mut engine_task => {
@@ -156,6 +162,10 @@ pub async fn run(
             batcher_done = true;
             Err(DaemonError::TaskEnded("file watcher"))
         }
+        _ = &mut verifier_task => {
+            verifier_done = true;
+            Err(DaemonError::TaskEnded("verifier"))
+        }
     };
     token.cancel();
     // Join everything; each task returns promptly once the token is cancelled.
@@ -167,6 +177,9 @@ pub async fn run(
     }
     if !batcher_done {
         let _ = batcher.await;
+    }
+    if !verifier_done {
+        let _ = verifier_task.await;
     }
     info!("meshloop stopped");
     result

@@ -15,6 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -35,6 +36,7 @@ use crate::manifest::{LoadError, ObjectKey};
 use crate::sources::SourceSet;
 use crate::sync::{self, Drift, Outcome, SyncOptions, SyncReport};
 use crate::telemetry::{Metrics, OutcomeLabel, ResultLabel};
+use crate::verify::runner::{Verifier, VerifyQueue};
 use crate::watch::Batch;
 
 /// Commands from the HTTP API. At most this many wait; a full queue answers "busy".
@@ -140,6 +142,14 @@ pub struct Status {
     pub rollout: RolloutStatus,
     /// Verification runs requested by completed rollouts and changing syncs.
     pub verifications_requested: u64,
+    /// A gateway verification is running.
+    pub verifying: bool,
+    /// Verification runs finished.
+    pub verifications: u64,
+    /// The last gateway verification.
+    pub verification: Option<crate::verify::Report>,
+    /// `/readyz` requires the last verification to pass (`verify.required_for_ready`).
+    pub verification_required: bool,
     /// What the last sync read, for `GET /explain` (not part of the JSON).
     #[serde(skip)]
     pub inputs: std::sync::Arc<ModelInputs>,
@@ -191,6 +201,13 @@ impl Status {
                 .unwrap_or_else(|| "failed".into());
             return Some(format!("last sync failed: {why}"));
         }
+        if self.verification_required {
+            return match &self.verification {
+                None => Some("the gateway has not been verified yet".into()),
+                Some(r) if !r.ok => Some(r.summary()),
+                Some(_) => None,
+            };
+        }
         None
     }
 }
@@ -201,6 +218,8 @@ pub struct Handles {
     pub status: watch::Receiver<Status>,
     pub commands: mpsc::Sender<Command>,
     pub metrics: Metrics,
+    /// Asks the verifier for a gateway verification.
+    pub verify: Arc<VerifyQueue>,
 }
 
 enum ClusterEvent {
@@ -236,6 +255,9 @@ pub struct Engine {
     rollout: Option<PendingRollout>,
     /// A sync that listed every owned kind has succeeded.
     full_sync_done: bool,
+    verify: Arc<VerifyQueue>,
+    /// A sync has succeeded and asked for the first verification.
+    verified_once: bool,
 }
 
 struct PendingRollout {
@@ -250,7 +272,7 @@ impl Engine {
         cluster: Cluster,
         namespace: String,
         metrics: Metrics,
-    ) -> (Engine, Handles) {
+    ) -> (Engine, Handles, Verifier) {
         let (status_tx, status_rx) = watch::channel(Status {
             instance: config.instance.clone(),
             namespace: namespace.clone(),
@@ -263,12 +285,22 @@ impl Engine {
                 server: cluster.server.clone(),
                 ..ClusterStatus::default()
             },
+            verification_required: config.verify.required_for_ready,
             ..Status::default()
         });
         let (cmd_tx, cmd_rx) = mpsc::channel(COMMAND_QUEUE);
         let mut sources = SourceSet::new(config.clone(), namespace.clone()).keep_others();
         sources.load_all();
+        let verify = Arc::new(VerifyQueue::default());
+        let verifier = Verifier {
+            queue: verify.clone(),
+            status: status_tx.clone(),
+            cluster: cluster.clone(),
+            config: config.clone(),
+        };
         let engine = Engine {
+            verify: verify.clone(),
+            verified_once: false,
             sources,
             cluster,
             config,
@@ -287,8 +319,9 @@ impl Engine {
             status: status_rx,
             commands: cmd_tx,
             metrics,
+            verify,
         };
-        (engine, handles)
+        (engine, handles, verifier)
     }
 
     /// Marks the file watches as registered (shown in /status as `watching`).
@@ -490,8 +523,12 @@ impl Engine {
                 s.last_sync = Some(summary.clone());
                 s.inputs = inputs;
             });
-            if summary.ok && (summary.report.counts.writes > 0) {
+            if summary.ok && summary.report.counts.writes > 0 {
+                self.verified_once = true;
                 self.request_verification("routing changed");
+            } else if summary.ok && !self.verified_once {
+                self.verified_once = true;
+                self.request_verification("start");
             }
             summary
         }
@@ -794,9 +831,25 @@ impl Engine {
                 true
             }
             ClusterEvent::Deployment(d) => {
-                self.deployments
-                    .insert((d.namespace.clone(), d.name.clone()), d);
-                self.check_rollout();
+                let key = (d.namespace.clone(), d.name.clone());
+                let became_ready =
+                    d.complete && self.deployments.get(&key).is_some_and(|old| !old.complete);
+                self.deployments.insert(key.clone(), d);
+                let is_app = self
+                    .app_deployments()
+                    .iter()
+                    .any(|a| (&a.namespace, &a.name) == (&key.0, &key.1));
+                if self.rollout.is_some() {
+                    self.check_rollout();
+                } else {
+                    self.publish_rollout();
+                    // A Deployment of the app became available without a source change
+                    // meshloop saw (the first deploy by Tilt, a scale-up): verify again.
+                    if became_ready && is_app && self.verified_once {
+                        info!(deployment = %key.1, "deployment {}/{} is available", key.0, key.1);
+                        self.request_verification("deployment available");
+                    }
+                }
                 false
             }
             ClusterEvent::DeploymentGone { namespace, name } => {
@@ -878,10 +931,11 @@ impl Engine {
         });
     }
 
-    /// The verification hook: counted and logged; the gateway verification runs here.
+    /// Asks the verifier for a gateway verification (coalesced with any already waiting).
     fn request_verification(&self, why: &str) {
         debug!(reason = why, "verification requested");
         self.status.send_modify(|s| s.verifications_requested += 1);
+        self.verify.request(why, None);
     }
 }
 

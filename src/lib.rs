@@ -28,4 +28,5 @@ pub mod server;
 pub mod sources;
 pub mod sync;
 pub mod telemetry;
+pub mod verify;
 pub mod watch;

@@ -55,6 +55,7 @@ pub fn router(handles: Handles) -> Router {
         .route("/readyz", get(readyz))
         .route("/status", get(status))
         .route("/sync", post(sync))
+        .route("/verify", post(verify))
         .route("/metrics", get(metrics))
         .route("/explain", get(explain))
         .layer(middleware::from_fn(guard))
@@ -107,6 +108,23 @@ async fn sync(State(h): State<Handles>) -> Result<Response, ApiError> {
         StatusCode::UNPROCESSABLE_ENTITY
     };
     Ok((code, Json(summary)).into_response())
+}
+
+/// Runs a gateway verification (after any that is running) and returns its report: 200 when
+/// it passed, 422 when it failed.
+async fn verify(State(h): State<Handles>) -> Result<Response, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    h.verify.request("request", Some(tx));
+    let report = tokio::time::timeout(SYNC_REPLY_TIMEOUT, rx)
+        .await
+        .map_err(|_| ApiError::Timeout)?
+        .map_err(|_| ApiError::Stopped)?;
+    let code = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((code, Json(report)).into_response())
 }
 
 #[derive(Debug, serde::Deserialize)]

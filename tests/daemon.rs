@@ -56,8 +56,10 @@ impl Running {
         std::fs::write(
             dir.path().join("meshloop.yaml"),
             format!(
-                "instance: {0}\nnamespace: {0}\nsources:\n  - dir: routing\nwatch: [app]\n{extra_config}",
-                ns.name
+                "instance: {0}\nnamespace: {0}\nsources:\n  - dir: routing\nwatch: [app]\n{1}{extra_config}",
+                ns.name,
+                // These tests are about syncing; the gateway path is tests/verify.rs's.
+                if extra_config.contains("verify:") { "" } else { "verify: {required_for_ready: false}\n" }
             ),
         )
         .unwrap();
@@ -540,7 +542,7 @@ fn sigterm_stops_the_daemon_cleanly() {
     std::fs::write(dir.path().join("routing/subsets.yaml"), SUBSETS).unwrap();
     std::fs::write(
         dir.path().join("meshloop.yaml"),
-        "instance: sigterm\nnamespace: default\nsources:\n  - dir: routing\n",
+        "instance: sigterm\nnamespace: default\nsources:\n  - dir: routing\nverify: {required_for_ready: false}\n",
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_meshloop"))

@@ -59,6 +59,9 @@ pub struct Hop {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DestinationHop {
     pub host: String,
+    /// `host` as Istio reads it (short names expanded in the VirtualService's namespace).
+    #[serde(skip)]
+    pub fqdn: String,
     pub subset: Option<String>,
     pub port: Option<u32>,
     /// Share of the rule's traffic, in percent.
@@ -402,6 +405,20 @@ fn walk(m: &Model, req: &Request, ex: &mut Explanation) -> Outcome {
     }
 }
 
+/// The Gateways that apply to the configured ingress (see [`ingress_gateways`]).
+pub(crate) fn ingress_gateway_list(m: &Model) -> Vec<&Gateway> {
+    let mut scratch = Explanation {
+        request: Request::get("", "/"),
+        hops: Vec::new(),
+        destinations: Vec::new(),
+        outcome: Outcome::Routed {
+            note: String::new(),
+        },
+        live: m.live,
+    };
+    ingress_gateways(m, &mut scratch)
+}
+
 /// The Gateways that apply to the configured ingress: those selecting its Pods when they are
 /// known, otherwise all of them (said so in a hop).
 fn ingress_gateways<'a>(m: &'a Model, ex: &mut Explanation) -> Vec<&'a Gateway> {
@@ -534,7 +551,7 @@ fn block_matches(b: &HttpMatch, req: &Request, host: &str, port: u32) -> bool {
         })
 }
 
-fn rule_matches(rule: &HttpRoute, req: &Request, host: &str, port: u32) -> bool {
+pub(crate) fn rule_matches(rule: &HttpRoute, req: &Request, host: &str, port: u32) -> bool {
     match &rule.matches {
         None => true,
         Some(blocks) if blocks.value.is_empty() => true,
@@ -545,7 +562,7 @@ fn rule_matches(rule: &HttpRoute, req: &Request, host: &str, port: u32) -> bool 
     }
 }
 
-fn describe_match(rule: &HttpRoute) -> String {
+pub(crate) fn describe_match(rule: &HttpRoute) -> String {
     let Some(blocks) = rule.matches.as_ref().filter(|b| !b.value.is_empty()) else {
         return ", no match conditions (matches everything)".into();
     };
@@ -667,6 +684,7 @@ fn destination(
     let port = d.port.as_ref().and_then(|p| p.number);
     let mut out = DestinationHop {
         host: d.host.value.clone(),
+        fqdn: host.clone(),
         subset: subset.clone(),
         port,
         share,

@@ -82,6 +82,13 @@ pub fn bare_cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| start("bare", &["--no-crds"]))
 }
 
+/// A cluster of this test binary with workloads: kube-controller-manager, kube-scheduler and
+/// the fake kubelet, so Deployments get Pods with IPs and Services get EndpointSlices.
+pub fn workload_cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| start("workloads", &["--workloads"]))
+}
+
 /// A cluster of its own for a test that stops and restarts its API server.
 pub fn private_cluster(name: &str) -> TestCluster {
     start(name, &[])

@@ -1,0 +1,159 @@
+//! Verification in the daemon: at most one run at a time, requests coalesced.
+//!
+//! The engine asks for a run after each sync that changed something, after the first good
+//! sync, and after each completed rollout; `POST /verify` asks with a reply channel. Requests
+//! that arrive during a run are served by exactly one run after it, and a reply always carries
+//! a report of a run that started after the request. An automatic run that fails is retried
+//! with backoff for `verify.settle_ms`, because the gateway receives new routes a moment after
+//! they are applied; a requested run reports at once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::Report;
+use crate::cluster::Cluster;
+use crate::config::Config;
+use crate::engine::Status;
+
+const RETRY_START: Duration = Duration::from_millis(250);
+
+#[derive(Default)]
+struct Pending {
+    trigger: Option<String>,
+    requested: bool,
+    replies: Vec<oneshot::Sender<Report>>,
+}
+
+/// The coalescing queue between the requesters and the verifier task.
+#[derive(Default)]
+pub struct VerifyQueue {
+    pending: Mutex<Pending>,
+    notify: Notify,
+}
+
+impl VerifyQueue {
+    /// Asks for a run; `reply` gets its report.
+    pub fn request(&self, why: &str, reply: Option<oneshot::Sender<Report>>) {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.trigger.is_none() || reply.is_some() {
+            p.trigger = Some(why.to_string());
+        }
+        if let Some(r) = reply {
+            p.requested = true;
+            p.replies.push(r);
+        }
+        drop(p);
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Option<(String, bool, Vec<oneshot::Sender<Report>>)> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let trigger = p.trigger.take()?;
+        let requested = std::mem::take(&mut p.requested);
+        Some((trigger, requested, std::mem::take(&mut p.replies)))
+    }
+
+    fn has_pending(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .trigger
+            .is_some()
+    }
+}
+
+pub struct Verifier {
+    pub queue: Arc<VerifyQueue>,
+    pub status: watch::Sender<Status>,
+    pub cluster: Cluster,
+    pub config: Config,
+}
+
+impl Verifier {
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.queue.notify.notified() => {}
+            }
+            while let Some((trigger, requested, replies)) = self.queue.take() {
+                let span = info_span!("verify", trigger = %trigger);
+                let report = tokio::select! {
+                    r = self.settled(&trigger, requested).instrument(span) => r,
+                    _ = shutdown.cancelled() => return,
+                };
+                self.status.send_modify(|s| {
+                    s.verifying = false;
+                    s.verifications += 1;
+                    s.verification = Some(report.clone());
+                });
+                for r in replies {
+                    let _ = r.send(report.clone());
+                }
+            }
+        }
+    }
+
+    /// One run, retried while it fails within the settle window (automatic runs only).
+    async fn settled(&self, trigger: &str, requested: bool) -> Report {
+        self.status.send_modify(|s| s.verifying = true);
+        let start = Instant::now();
+        let settle = Duration::from_millis(self.config.verify.settle_ms);
+        let mut wait = RETRY_START;
+        loop {
+            let report = self.once(trigger).await;
+            let retry = !report.ok
+                && !requested
+                && start.elapsed() + wait < settle
+                && !self.queue.has_pending();
+            if !retry {
+                self.log(&report);
+                return report;
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn once(&self, trigger: &str) -> Report {
+        let inputs = self.status.borrow().inputs.clone();
+        let config_file = self
+            .config
+            .file
+            .as_ref()
+            .map(|f| self.config.display_path(f).into_owned());
+        super::run(super::Input {
+            objects: &inputs.objects,
+            others: &inputs.others,
+            ingress: &self.config.ingress,
+            checks: &self.config.checks,
+            settings: &self.config.verify,
+            config_file,
+            cluster: Some(&self.cluster),
+            trigger,
+        })
+        .await
+    }
+
+    fn log(&self, report: &Report) {
+        if report.ok {
+            info!("{}", report.summary());
+            return;
+        }
+        warn!("{}", report.summary());
+        for p in report.probes.iter().filter(|p| !p.ok) {
+            if let Some(d) = &p.diagnosis {
+                warn!(
+                    probe = %p.name,
+                    "{}: broken hop {}: {}",
+                    p.name, d.hop, d.summary
+                );
+            }
+        }
+    }
+}
