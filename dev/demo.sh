@@ -1,28 +1,81 @@
 #!/usr/bin/env bash
-# dev/demo.sh: the Docker-free demo on this machine.
+# dev/demo.sh: the Docker-free demo on this machine (Linux, root for network namespaces).
 #
-# Starts the local control plane (a real etcd + kube-apiserver with the Istio CRDs, built from
-# the pinned upstream modules; see dev/localcluster), applies the sample's routing objects
-# from charts/goapp with `meshloop apply`, shows them, shows that a second apply changes
-# nothing, and stops the cluster on exit.
+# Starts, from scratch and all on this machine:
+#   - the local control plane with workloads (etcd, kube-apiserver with the Istio CRDs,
+#     kube-controller-manager, kube-scheduler, and dev/fakelet.py as the kubelet; see
+#     dev/localcluster), built from the pinned upstream modules;
+#   - the sample app dev/goapp as two processes, v1 and v2, and nginx standing in for the
+#     Istio ingress gateway (dev/standin.sh). nginx is NOT Envoy: it routes Host goapp.dev
+#     90/10 to v1/v2 by its own configuration. The real thing is dev/up.sh + tilt up;
+#   - the chart's workloads (Deployments, Service) in namespace dev, as Tilt would apply them;
+#   - `meshloop up` with the sample routing from charts/goapp (meshloop.yaml).
+# Then prints the status URL and the first verification report, and keeps running until
+# Ctrl-C, which stops everything it started.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-dev/localcluster build
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+[[ $(id -u) == 0 ]] || {
+	echo "dev/demo.sh needs root (the app versions run in network namespaces): sudo dev/demo.sh" >&2
+	exit 1
+}
+
 DIR=${MESHLOOP_DEMO_DIR:-target/demo-cluster}
-KUBECONFIG=$(dev/localcluster start "$DIR" | tail -n 1)
-export KUBECONFIG
-trap 'dev/localcluster stop "$DIR"' EXIT
+LISTEN=127.0.0.1:8787
+MPID=""
+cleanup() {
+	trap - EXIT INT TERM
+	say "stopping"
+	if [[ -n $MPID ]] && kill -INT "$MPID" 2>/dev/null; then
+		wait "$MPID" 2>/dev/null || true
+	fi
+	dev/standin.sh down "$DIR" >/dev/null 2>&1 || true
+	dev/localcluster stop "$DIR" || true
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+say "building meshloop and the control plane (cached after the first run)"
+cargo build --release --quiet
+dev/localcluster build
 BIN=$(dev/localcluster bin)
 export MESHLOOP_HELM="$BIN/helm"
 
-cargo build --release --quiet
-echo
-echo "\$ meshloop apply"
-target/release/meshloop apply
-echo
-echo "\$ kubectl get gateways,virtualservices,destinationrules -n dev -L meshloop.dev/instance"
-"$BIN/kubectl" get gateways,virtualservices,destinationrules -n dev -L meshloop.dev/instance
-echo
-echo "\$ meshloop apply   # again: nothing changed, nothing is sent"
-target/release/meshloop apply
+say "local cluster with workloads"
+KUBECONFIG=$(dev/localcluster start "$DIR" --workloads | tail -n 1)
+export KUBECONFIG
+
+say "app v1 and v2, nginx standing in for the Istio ingress gateway"
+INGRESS=$(dev/standin.sh up "$DIR" --weights 90,10 | tail -n 1)
+
+say "the chart's workloads in namespace dev (what Tilt applies)"
+"$BIN/kubectl" create namespace dev --dry-run=client -o yaml | "$BIN/kubectl" apply -f - >/dev/null
+"$BIN/kubectl" label namespace dev istio-injection=enabled --overwrite >/dev/null
+"$BIN/helm" template goapp charts/goapp -n dev -f charts/goapp/values-dev.yaml \
+	--show-only templates/deployment.yaml --show-only templates/service.yaml |
+	"$BIN/kubectl" apply -n dev -f -
+"$BIN/kubectl" -n dev rollout status deployment/goapp-v1 deployment/goapp-v2 --timeout=60s
+
+say "meshloop up (the routing objects from charts/goapp)"
+target/release/meshloop up --listen "$LISTEN" &
+MPID=$!
+for _ in $(seq 100); do
+	curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
+	kill -0 "$MPID" 2>/dev/null || exit 1
+	sleep 0.1
+done
+
+say "meshloop verify (asks the daemon)"
+target/release/meshloop verify || true
+
+cat <<EOF
+
+Status:        http://$LISTEN/status     (readiness: http://$LISTEN/readyz)
+By hand:       curl -H "Host: goapp.dev" http://$INGRESS/fortune
+Try:           edit charts/goapp/values-dev.yaml (weights) and watch the log;
+               dev/standin.sh stop-version $DIR v2, then: target/release/meshloop verify
+Ctrl-C stops everything.
+EOF
+wait "$MPID" || true
+MPID=""

@@ -19,7 +19,8 @@ use tempfile::TempDir;
 
 /// One app namespace with the sample deployed behind a stand-in gateway.
 struct Sample {
-    ns: support::TestNs,
+    /// Deleted when the test ends.
+    _ns: support::TestNs,
     ingress_ns: String,
     dir: TempDir,
     standin: PathBuf,
@@ -109,14 +110,15 @@ impl Sample {
         std::fs::write(
             dir.path().join("meshloop.yaml"),
             format!(
-                "instance: {ns}\nnamespace: {ns}\nsources:\n  - chart: {chart}\n    release: goapp\n    values: [{chart}/values-dev.yaml]\ningress: {{namespace: {ingress_ns}}}\nverify: {{split_samples: 100}}\nchecks:\n{checks}",
+                "instance: {ns}\nnamespace: {ns}\nhelm: {helm}\nsources:\n  - chart: {chart}\n    release: goapp\n    values: [{chart}/values-dev.yaml]\ningress: {{namespace: {ingress_ns}}}\nverify: {{split_samples: 100}}\nchecks:\n{checks}",
                 ns = ns.name,
                 chart = support::repo_root().join("charts/goapp").display(),
+                helm = support::bin_dir().join("helm").display(),
             ),
         )
         .unwrap();
         let s = Sample {
-            ns,
+            _ns: ns,
             ingress_ns,
             standin: standin_dir,
             dir,
@@ -192,7 +194,10 @@ async fn every_route_passes_with_its_split_observed() {
     );
     let fortune = &r.probes[0];
     assert_eq!(fortune.requests, 100);
-    let split = fortune.split.as_ref().expect("a 90/10 rule is a split probe");
+    let split = fortune
+        .split
+        .as_ref()
+        .expect("a 90/10 rule is a split probe");
     assert!(split.ok);
     assert_eq!(split.shares.len(), 2);
     assert_eq!(split.shares[0].observed + split.shares[1].observed, 100);
@@ -200,7 +205,10 @@ async fn every_route_passes_with_its_split_observed() {
     // The text report says so too.
     let (code, text, _) = s.meshloop(&["verify", "--standalone"]);
     assert_eq!(code, 0);
-    assert!(text.contains("gateway verified: 4 of 4 probes passed"), "{text}");
+    assert!(
+        text.contains("gateway verified: 4 of 4 probes passed"),
+        "{text}"
+    );
     assert!(text.contains("goapp subset v1"), "{text}");
 }
 
@@ -253,9 +261,18 @@ async fn an_unrouted_host_gets_a_no_route_diagnosis() {
     assert_eq!(d.hop, "server", "{d:#?}");
     assert!(d.summary.contains("404 NR"), "{}", d.summary);
     assert!(d.summary.contains("other.dev"), "{}", d.summary);
-    assert!(d.summary.contains("goapp.dev"), "names the hosts served: {}", d.summary);
+    assert!(
+        d.summary.contains("goapp.dev"),
+        "names the hosts served: {}",
+        d.summary
+    );
     // The routes of goapp.dev still pass.
-    assert!(r.probes.iter().filter(|p| p.request.host == "goapp.dev").all(|p| p.ok));
+    assert!(
+        r.probes
+            .iter()
+            .filter(|p| p.request.host == "goapp.dev")
+            .all(|p| p.ok)
+    );
 }
 
 #[tokio::test]
@@ -273,7 +290,10 @@ async fn a_split_far_off_fails_naming_the_observed_shares() {
     let problem = p.problem.as_deref().unwrap();
     assert!(problem.starts_with("split off"), "{problem}");
     assert!(
-        problem.contains(&format!("goapp subset v1 {:.0}% (expected 90%", v1.observed_pct)),
+        problem.contains(&format!(
+            "goapp subset v1 {:.0}% (expected 90%",
+            v1.observed_pct
+        )),
         "{problem}"
     );
     assert_eq!(p.diagnosis.as_ref().unwrap().hop, "split");
@@ -287,13 +307,19 @@ async fn no_address_yet_is_said_clearly() {
     let text = std::fs::read_to_string(&cfg).unwrap();
     let missing = text.replace(
         &format!("ingress: {{namespace: {}}}", s.ingress_ns),
-        &format!("ingress: {{namespace: {}, service: nothing-here}}", s.ingress_ns),
+        &format!(
+            "ingress: {{namespace: {}, service: nothing-here}}",
+            s.ingress_ns
+        ),
     );
     std::fs::write(&cfg, &missing).unwrap();
     let (code, r) = s.verify();
     assert_eq!(code, 1);
     let e = r.error.unwrap();
-    assert!(e.contains(&format!("Service {}/nothing-here not found", s.ingress_ns)), "{e}");
+    assert!(
+        e.contains(&format!("Service {}/nothing-here not found", s.ingress_ns)),
+        "{e}"
+    );
     assert!(r.probes.is_empty());
 
     // ... then at a LoadBalancer whose address is still pending (and without node ports).
@@ -319,7 +345,8 @@ async fn no_address_yet_is_said_clearly() {
 }
 
 /// The daemon: verification after the first sync, `/readyz` tied to it, `POST /verify`.
-#[tokio::test]
+/// Multi-threaded: the test blocks on `meshloop verify`, which the daemon must answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_verifies_and_readyz_follows() {
     use meshloop::cluster::{Cluster, Target};
     use meshloop::config::Config;
@@ -345,11 +372,16 @@ async fn the_daemon_verifies_and_readyz_follows() {
     let d = rx.await.unwrap();
     let mut status = d.handles.status.clone();
     let st = status
-        .wait_for(|s| s.verification.is_some())
+        .wait_for(|s| s.verification.is_some() || s.last_sync.as_ref().is_some_and(|l| !l.ok))
         .await
         .unwrap()
         .clone();
-    let first = st.verification.unwrap();
+    let first = st.verification.clone().unwrap_or_else(|| {
+        panic!(
+            "the first sync failed: {}",
+            serde_json::to_string_pretty(&st.last_sync).unwrap()
+        )
+    });
     assert!(first.ok, "{first:#?}");
     let (code, body) = http(&d.addr, "GET", "/readyz").await;
     assert_eq!(code, 200, "{body}");
@@ -394,6 +426,10 @@ async fn http(addr: &std::net::SocketAddr, method: &str, path: &str) -> (u16, St
     sock.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code: u16 = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (code, body)
 }
