@@ -50,7 +50,7 @@ say "app v1 and v2, nginx standing in for the Istio ingress gateway"
 INGRESS=$(dev/standin.sh up "$DIR" --weights 90,10 | tail -n 1)
 
 say "the chart's workloads in namespace dev (what Tilt applies)"
-"$BIN/kubectl" create namespace dev --dry-run=client -o yaml | "$BIN/kubectl" apply -f - >/dev/null
+"$BIN/kubectl" get namespace dev >/dev/null 2>&1 || "$BIN/kubectl" create namespace dev >/dev/null
 "$BIN/kubectl" label namespace dev istio-injection=enabled --overwrite >/dev/null
 "$BIN/helm" template goapp charts/goapp -n dev -f charts/goapp/values-dev.yaml \
 	--show-only templates/deployment.yaml --show-only templates/service.yaml |

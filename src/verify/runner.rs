@@ -101,6 +101,12 @@ impl Verifier {
 
     /// One run, retried while it fails within the settle window (automatic runs only).
     async fn settled(&self, trigger: &str, requested: bool) -> Report {
+        // The routes come from the last sync: wait for the first one.
+        let _ = self
+            .status
+            .subscribe()
+            .wait_for(|s| s.last_sync.is_some())
+            .await;
         self.status.send_modify(|s| s.verifying = true);
         let start = Instant::now();
         let settle = Duration::from_millis(self.config.verify.settle_ms);
