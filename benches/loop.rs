@@ -12,6 +12,9 @@
 //!   of `inotifywait -m` + `kubectl apply --server-side` (monitor mode, so a save made while
 //!   kubectl runs is queued rather than missed).
 //! - `idle`: RSS and CPU time of `meshloop up` over 60 s with nothing changing.
+//! - `verify`: a gateway verification of 20 routes, 3 requests each, through the stand-in
+//!   gateway (nginx, `dev/standin.sh`; needs root and the cluster's workloads): wall time of
+//!   the whole run against its slowest single request.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -574,4 +577,161 @@ fn main() {
     if want("idle") {
         bench_idle();
     }
+    if want("verify") {
+        rt.block_on(bench_verify());
+    }
+}
+
+/// 20 routes (one VirtualService rule each, split 50/50 between v1 and v2), 3 requests per
+/// route, against the sample app behind the nginx stand-in.
+async fn bench_verify() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let kubeconfig = kubeconfig();
+    let cluster_dir = kubeconfig.parent().unwrap().to_path_buf();
+    let client = client().await;
+    let ns = namespace(&client, "bench-verify").await;
+    let ingress_ns = format!("{ns}-in");
+    let state = tempfile::tempdir().unwrap();
+    let sh = |args: &[&str]| {
+        let out = Command::new(root.join("dev/standin.sh"))
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dev/standin.sh {args:?} failed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let pid = std::process::id().to_string();
+    sh(&[
+        "up",
+        state.path().to_str().unwrap(),
+        "--cluster",
+        cluster_dir.to_str().unwrap(),
+        "--namespace",
+        &ns,
+        "--ingress-namespace",
+        &ingress_ns,
+        "--weights",
+        "50,50",
+        "--owner-pid",
+        &pid,
+    ]);
+    let bin = bin_dir();
+    let rendered = Command::new(bin.join("helm"))
+        .args(["template", "goapp"])
+        .arg(root.join("charts/goapp"))
+        .args(["--namespace", &ns, "-f"])
+        .arg(root.join("charts/goapp/values-dev.yaml"))
+        .args([
+            "--show-only",
+            "templates/deployment.yaml",
+            "--show-only",
+            "templates/service.yaml",
+        ])
+        .output()
+        .unwrap();
+    let manifest = state.path().join("workloads.yaml");
+    std::fs::write(&manifest, &rendered.stdout).unwrap();
+    let kubectl = |args: &[&str]| {
+        let st = Command::new(bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "kubectl {args:?}");
+    };
+    kubectl(&["apply", "-n", &ns, "-f", manifest.to_str().unwrap()]);
+    kubectl(&[
+        "-n",
+        &ns,
+        "rollout",
+        "status",
+        "deployment/goapp-v1",
+        "deployment/goapp-v2",
+        "--timeout=120s",
+    ]);
+
+    let mut yaml = format!(
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {{name: gw, namespace: {ns}}}\nspec:\n  selector: {{istio: ingress}}\n  servers:\n    - port: {{number: 80, name: http, protocol: HTTP}}\n      hosts: [goapp.dev]\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: goapp, namespace: {ns}}}\nspec:\n  host: goapp\n  subsets:\n    - {{name: v1, labels: {{version: v1}}}}\n    - {{name: v2, labels: {{version: v2}}}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: goapp, namespace: {ns}}}\nspec:\n  hosts: [goapp.dev]\n  gateways: [gw]\n  http:\n"
+    );
+    for i in 0..20 {
+        yaml.push_str(&format!(
+            "    - match: [{{uri: {{exact: /route{i}}}}}]\n      route:\n        - {{destination: {{host: goapp, subset: v1}}, weight: 50}}\n        - {{destination: {{host: goapp, subset: v2}}, weight: 50}}\n"
+        ));
+    }
+    let opts = meshloop::manifest::LoadOptions {
+        owned: meshloop::config::default_owned_kinds(),
+        default_namespace: ns.clone(),
+        keep_others: false,
+    };
+    let loaded = meshloop::manifest::load_text(&yaml, "bench/routes.yaml", false, &opts);
+    assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+    let ingress = meshloop::config::Ingress {
+        namespace: ingress_ns.clone(),
+        ..Default::default()
+    };
+    let settings = meshloop::config::VerifySettings {
+        split_samples: 3,
+        ..Default::default()
+    };
+    let cluster = meshloop::cluster::Cluster::connect(&meshloop::cluster::Target {
+        kubeconfig: Some(kubeconfig.clone()),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let mut walls = Vec::new();
+    let mut slowest = Vec::new();
+    let mut overheads = Vec::new();
+    for round in 0..31 {
+        let t = Instant::now();
+        let report = meshloop::verify::run(meshloop::verify::Input {
+            objects: &loaded.objects,
+            others: &[],
+            ingress: &ingress,
+            checks: &[],
+            settings: &settings,
+            config_file: None,
+            cluster: Some(&cluster),
+            trigger: "bench",
+        })
+        .await;
+        let wall = t.elapsed();
+        assert_eq!(report.probes.len(), 20, "{}", report.render_text());
+        assert!(report.probes.iter().all(|p| p.requests == 3));
+        let slow = report
+            .probes
+            .iter()
+            .map(|p| Duration::from_secs_f64(p.slowest_ms / 1000.0))
+            .max()
+            .unwrap();
+        if round == 0 {
+            // The first round opens the connections; report it apart.
+            println!(
+                "verify: first run {:.1} ms (slowest request {:.1} ms), {}",
+                ms(wall),
+                ms(slow),
+                report.summary()
+            );
+            continue;
+        }
+        walls.push(wall);
+        slowest.push(slow);
+        overheads.push(wall.saturating_sub(slow));
+    }
+    println!(
+        "{}",
+        Stats::new(walls).line("verify: 20 routes x 3 requests, wall time")
+    );
+    println!(
+        "{}",
+        Stats::new(slowest).line("verify: slowest single request of the run")
+    );
+    println!(
+        "{}",
+        Stats::new(overheads).line("verify: overhead (wall - slowest request)")
+    );
+    sh(&["down", state.path().to_str().unwrap()]);
 }

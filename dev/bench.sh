@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # dev/bench.sh [SCENARIO...]: the benchmarks, against a local API server started for the run.
 #
-# Scenarios: ssa sync save idle (default: all), see benches/loop.rs. Each prints medians and
+# Scenarios: ssa sync save idle verify (default: all), see benches/loop.rs. `verify` needs root
+# (dev/standin.sh runs the sample app in network namespaces). Each prints medians and
 # p99, with its anchor (kubectl, an inotifywait loop) run against the same API server in the
 # same run. Numbers are for reading, not for passing or failing.
 set -euo pipefail
@@ -13,7 +14,7 @@ command -v inotifywait >/dev/null 2>&1 || {
 }
 dev/localcluster build
 DIR=target/bench-cluster-$$
-MESHLOOP_BENCH_KUBECONFIG=$(dev/localcluster start "$DIR" --owner-pid $$ | tail -n 1)
+MESHLOOP_BENCH_KUBECONFIG=$(dev/localcluster start "$DIR" --workloads --owner-pid $$ | tail -n 1)
 export MESHLOOP_BENCH_KUBECONFIG
 trap 'dev/localcluster stop "$DIR" >/dev/null 2>&1' EXIT
 echo "API server: $(dev/localcluster bin)/kube-apiserver on $(grep server: "$MESHLOOP_BENCH_KUBECONFIG" | awk '{print $2}')"
