@@ -21,8 +21,10 @@
 #   ISTIO_VERSION       Istio chart version (default: the pin below)
 #   MESHLOOP_CLUSTER    kind cluster name (default meshloop; context kind-$MESHLOOP_CLUSTER;
 #                       the Tiltfile reads the same variable)
-#   INGRESS_HOST_PORT   host port for the gateway's http2 port (default 8080; applies when the
-#                       cluster is created, run dev/down.sh first to change it)
+#   INGRESS_HOST_PORT   host port for the gateway's http2 port (default: the nodePort itself,
+#                       30080, so 127.0.0.1:<nodePort> reaches the gateway on every OS, which is
+#                       where `meshloop verify` looks after the node's own address; applies
+#                       when the cluster is created, run dev/down.sh first to change it)
 #   REGISTRY_PORT       host port of the registry set up without ctlptl (default 5001)
 #   KIND_NODE_IMAGE     kindest/node image for a new cluster (default: the one kind picks)
 #   MESHLOOP_NO_CTLPTL  set to 1 to use kind even when ctlptl is installed
@@ -38,7 +40,7 @@ ISTIO_REPO=https://istio-release.storage.googleapis.com/charts
 
 CLUSTER_NAME=${MESHLOOP_CLUSTER:-meshloop}
 CONTEXT=kind-$CLUSTER_NAME
-INGRESS_HOST_PORT=${INGRESS_HOST_PORT:-8080}
+INGRESS_HOST_PORT=${INGRESS_HOST_PORT:-}
 REGISTRY_NAME=kind-registry
 REGISTRY_PORT=${REGISTRY_PORT:-5001}
 APP_NAMESPACE=dev
@@ -264,6 +266,7 @@ main() {
 	local t0=$SECONDS
 	check_tools
 	NODE_PORT=$(node_port)
+	INGRESS_HOST_PORT=${INGRESS_HOST_PORT:-$NODE_PORT}
 	ensure_cluster
 	install_istio
 	ensure_app_namespace
