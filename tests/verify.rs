@@ -11,9 +11,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::runtime::wait::{await_condition, conditions};
+use kube::runtime::{WatchStreamExt, watcher};
 use meshloop::verify::Report;
 use tempfile::TempDir;
 
@@ -105,6 +108,23 @@ impl Sample {
             )
             .await
             .unwrap();
+        }
+        // The EndpointSlice controller follows a moment later; the diagnosis reads it.
+        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns.name);
+        let cfg = watcher::Config::default().labels("kubernetes.io/service-name=goapp");
+        let mut stream = std::pin::pin!(watcher::watcher(slices, cfg).default_backoff());
+        let mut ready: std::collections::BTreeMap<String, usize> = Default::default();
+        while ready.values().sum::<usize>() < 2 {
+            let ev = stream.next().await.unwrap().unwrap();
+            if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = ev {
+                let n = s
+                    .endpoints
+                    .iter()
+                    .flatten()
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                    .count();
+                ready.insert(s.metadata.name.clone().unwrap_or_default(), n);
+            }
         }
 
         std::fs::write(

@@ -147,7 +147,25 @@ pub async fn diagnose(
     }
     let broken_inside: Vec<&InClusterCheck> = d.in_cluster.iter().filter(|c| !c.ok).collect();
     let failing_dest = sim.destinations.iter().find(|x| x.fails_with.is_some());
-    if let Some(bad) = broken_inside.first() {
+    let split_only = result
+        .problem
+        .as_deref()
+        .is_some_and(|p| p.starts_with("split"));
+    if split_only {
+        // Every request reached the app; only the shares are off.
+        d.hop = "split".into();
+        d.summary = format!(
+            "the observed shares differ from the VirtualService's weights: the gateway serves another configuration (not pushed yet, or another VirtualService for this host){}",
+            match failing_dest {
+                Some(f) => format!(
+                    ", or {} cannot take its share ({})",
+                    dest_name(&f.host, f.subset.as_deref()),
+                    f.fails_with.as_deref().unwrap_or_default()
+                ),
+                None => String::new(),
+            }
+        );
+    } else if let Some(bad) = broken_inside.first() {
         d.hop = "app".into();
         d.summary = format!(
             "{} does not answer from inside the cluster either ({}): the app is at fault{}",
