@@ -28,7 +28,7 @@ for f in fs:
 print(" ".join(sorted(out)) or "-")'
 printf '%-8s %-28s %-40s %s\n' fixture file meshloop istioctl
 for f in tests/fixtures/analyze/*/*.yaml; do
-	ml=$("$bin" check --offline -o json "$f" 2>/dev/null | python3 -c "$codes")
+	ml=$({ "$bin" check --offline -o json "$f" 2>/dev/null || true; } | python3 -c "$codes")
 	ist=$("$istioctl" analyze --use-kube=false -A "$f" 2>&1 |
 		grep -oE '^(Error|Warning|Info) \[IST[0-9]+\]' | awk '{print $2}' | tr -d '[]' | sort -u | tr '\n' ' ' || true)
 	printf '%-8s %-28s %-40s %s\n' "$(basename "$(dirname "$f")")" "$(basename "$f")" "$ml" "${ist:--}"
