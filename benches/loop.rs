@@ -362,7 +362,7 @@ async fn bench_save() {
         format!("instance: bench-save\nnamespace: {ns}\nsources:\n  - dir: routing\n"),
     )
     .unwrap();
-    let daemon = start_daemon(project.path()).await;
+    let daemon = start_daemon(project.path());
     save_loop(
         "meshloop up, directory source: save → applied",
         &project.path().join("routing/goapp.yaml"),
@@ -372,7 +372,7 @@ async fn bench_save() {
         saves,
     )
     .await;
-    daemon.cancel();
+    daemon.stop();
 
     // meshloop, chart source: a copy of the sample chart, saves to its VirtualService values.
     let ns = namespace(&client, "bench-save-chart").await;
@@ -392,7 +392,7 @@ async fn bench_save() {
         "weights: {v1: 50, v2: 50}\n",
     )
     .unwrap();
-    let daemon = start_daemon(project.path()).await;
+    let daemon = start_daemon(project.path());
     save_loop(
         "meshloop up, chart source (helm template): save → applied",
         &project.path().join("weights.yaml"),
@@ -402,7 +402,7 @@ async fn bench_save() {
         saves,
     )
     .await;
-    daemon.cancel();
+    daemon.stop();
 
     // The anchor: inotifywait + kubectl apply --server-side in a shell loop.
     let ns = namespace(&client, "bench-save-kubectl").await;
@@ -453,30 +453,45 @@ fn copy_dir(from: &Path, to: &Path) {
 
 use std::os::unix::process::CommandExt;
 
-async fn start_daemon(project: &Path) -> tokio_util::sync::CancellationToken {
-    use meshloop::cluster::{Cluster, Target};
-    let config = meshloop::config::Config::load(&project.join("meshloop.yaml")).unwrap();
-    let cluster = Cluster::connect(&Target {
-        kubeconfig: Some(kubeconfig()),
-        context: None,
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let token = tokio_util::sync::CancellationToken::new();
-    let t = token.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(meshloop::daemon::run(
-        config,
-        cluster,
-        listener,
-        async move { t.cancelled().await },
-        Some(tx),
-    ));
-    let d = rx.await.unwrap();
-    let mut status = d.handles.status.clone();
-    status.wait_for(|s| s.syncs >= 1).await.unwrap();
-    token
+/// `meshloop up` as users run it: the release binary in its own process, in `project`.
+struct DaemonProcess(std::process::Child);
+
+impl DaemonProcess {
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the daemon and returns once its first sync is logged; its log is drained on a
+/// thread from then on (a full pipe would stall it).
+fn start_daemon(project: &Path) -> DaemonProcess {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshloop"))
+        .args(["up", "--listen", "127.0.0.1:0", "--kubeconfig"])
+        .arg(kubeconfig())
+        .current_dir(project)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "meshloop=info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap().contains("synced") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if std::env::var_os("MESHLOOP_BENCH_SHOW_LOG").is_some() {
+                eprintln!("{l}");
+            }
+        }
+    });
+    DaemonProcess(child)
 }
 
 fn proc_stat(pid: u32) -> (u64, u64) {

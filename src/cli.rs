@@ -455,6 +455,7 @@ async fn sync_once(
         previously_applied: Default::default(),
         restore_drift: true,
         only_known_kinds: false,
+        cached_list: false,
     };
     let report = sync::sync(&cluster, &desired, &opts).await;
     let mut errors = errors;

@@ -491,6 +491,7 @@ impl Engine {
             opts.restore_drift = self.config.drift == DriftPolicy::Restore;
             opts.only_known_kinds =
                 matches!(trigger, Trigger::Files | Trigger::Drift) && self.full_sync_done;
+            opts.cached_list = opts.only_known_kinds;
             let report = sync::sync(&self.cluster, &desired, &opts).await;
             if !opts.only_known_kinds && !report.unreachable && report.errors.is_empty() {
                 self.full_sync_done = true;

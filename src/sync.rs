@@ -60,6 +60,13 @@ pub struct SyncOptions {
     /// owned kind. Right after a full sync nothing else can carry our labels unless another
     /// client put it there; the daemon runs a full sync at start, on request and on retries.
     pub only_known_kinds: bool,
+    /// List from the API server's watch cache (`resourceVersion=0`) instead of a consistent
+    /// read. A consistent list waits until the cache is known to be as new as etcd, which
+    /// right after a write costs tens of milliseconds; the daemon's file-triggered syncs come
+    /// at least one batching window after its previous write, by which time the cache has it,
+    /// and an edit by someone else the cache has not seen yet arrives as a watch event that
+    /// triggers the next sync anyway.
+    pub cached_list: bool,
 }
 
 impl SyncOptions {
@@ -73,6 +80,7 @@ impl SyncOptions {
             previously_applied: BTreeSet::new(),
             restore_drift: true,
             only_known_kinds: false,
+            cached_list: false,
         }
     }
 }
@@ -380,7 +388,7 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
     let states = futures::future::join_all(
         kinds
             .iter()
-            .map(|gk| list_kind(cluster, gk, &opts.instance)),
+            .map(|gk| list_kind(cluster, gk, &opts.instance, opts.cached_list)),
     )
     .await;
     let mut by_kind: BTreeMap<GroupKind, KindState> = BTreeMap::new();
@@ -621,6 +629,7 @@ async fn list_kind(
     cluster: &Cluster,
     gk: &GroupKind,
     instance: &str,
+    cached: bool,
 ) -> Result<KindState, ClusterError> {
     let (ar, scope) = match cluster.resolve(gk, None).await {
         Ok(found) => found,
@@ -634,7 +643,11 @@ async fn list_kind(
         Err(e) => return Err(e),
     };
     let api: Api<DynamicObject> = Api::all_with(cluster.client.clone(), &ar);
-    let list = timed(api.list(&ListParams::default().labels(&owned_selector(instance)))).await??;
+    let mut params = ListParams::default().labels(&owned_selector(instance));
+    if cached {
+        params = params.match_any();
+    }
+    let list = timed(api.list(&params)).await??;
     let live = list
         .items
         .into_iter()

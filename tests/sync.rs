@@ -94,6 +94,7 @@ impl Project {
             previously_applied: Default::default(),
             restore_drift: true,
             only_known_kinds: false,
+            cached_list: false,
         };
         (sync::sync(&cluster, &desired, &opts).await, errors)
     }
