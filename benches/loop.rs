@@ -347,32 +347,40 @@ async fn bench_save() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(200);
 
-    // meshloop, directory source.
-    let ns = namespace(&client, "bench-save-dir").await;
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir(project.path().join("routing")).unwrap();
-    std::fs::write(
-        project.path().join("routing/goapp.yaml"),
-        vs_yaml("goapp", 50),
-    )
-    .unwrap();
-    std::fs::write(project.path().join("routing/support.yaml"), SUPPORT).unwrap();
-    std::fs::write(
-        project.path().join("meshloop.yaml"),
-        format!("instance: bench-save\nnamespace: {ns}\nsources:\n  - dir: routing\n"),
-    )
-    .unwrap();
-    let daemon = start_daemon(project.path());
-    save_loop(
-        "meshloop up, directory source: save → applied",
-        &project.path().join("routing/goapp.yaml"),
-        &ns,
-        "goapp",
-        |w| vs_yaml("goapp", w),
-        saves,
-    )
-    .await;
-    daemon.stop();
+    // meshloop, directory source: with the default batching window (50 ms), then with a 5 ms
+    // window to show what the rest of the path costs.
+    for (debounce, label) in [
+        (50, "meshloop up, directory source: save → applied"),
+        (5, "  same, debounce_ms: 5"),
+    ] {
+        let ns = namespace(&client, &format!("bench-save-dir{debounce}")).await;
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir(project.path().join("routing")).unwrap();
+        std::fs::write(
+            project.path().join("routing/goapp.yaml"),
+            vs_yaml("goapp", 50),
+        )
+        .unwrap();
+        std::fs::write(project.path().join("routing/support.yaml"), SUPPORT).unwrap();
+        std::fs::write(
+            project.path().join("meshloop.yaml"),
+            format!(
+                "instance: bench-save\nnamespace: {ns}\ndebounce_ms: {debounce}\nsources:\n  - dir: routing\n"
+            ),
+        )
+        .unwrap();
+        let daemon = start_daemon(project.path());
+        save_loop(
+            label,
+            &project.path().join("routing/goapp.yaml"),
+            &ns,
+            "goapp",
+            |w| vs_yaml("goapp", w),
+            saves,
+        )
+        .await;
+        daemon.stop();
+    }
 
     // meshloop, chart source: a copy of the sample chart, saves to its VirtualService values.
     let ns = namespace(&client, "bench-save-chart").await;
