@@ -297,6 +297,7 @@ impl Engine {
             status: status_tx.clone(),
             cluster: cluster.clone(),
             config: config.clone(),
+            metrics: metrics.clone(),
         };
         let engine = Engine {
             verify: verify.clone(),

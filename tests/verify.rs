@@ -405,6 +405,11 @@ async fn the_daemon_verifies_and_readyz_follows() {
     assert!(first.ok, "{first:#?}");
     let (code, body) = http(&d.addr, "GET", "/readyz").await;
     assert_eq!(code, 200, "{body}");
+    let (_, metrics) = http(&d.addr, "GET", "/metrics").await;
+    assert!(
+        metrics.contains("meshloop_verifications_total{result=\"pass\"}"),
+        "{metrics}"
+    );
 
     standin(&["stop-version", s.path().to_str().unwrap(), "v2"]);
     let (code, body) = http(&d.addr, "POST", "/verify").await;

@@ -19,6 +19,7 @@ use super::Report;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::engine::Status;
+use crate::telemetry::{Metrics, ResultLabel};
 
 const RETRY_START: Duration = Duration::from_millis(250);
 
@@ -72,6 +73,7 @@ pub struct Verifier {
     pub status: watch::Sender<Status>,
     pub cluster: Cluster,
     pub config: Config,
+    pub metrics: Metrics,
 }
 
 impl Verifier {
@@ -87,6 +89,12 @@ impl Verifier {
                     r = self.settled(&trigger, requested).instrument(span) => r,
                     _ = shutdown.cancelled() => return,
                 };
+                self.metrics
+                    .verifications
+                    .get_or_create(&ResultLabel {
+                        result: if report.ok { "pass" } else { "fail" },
+                    })
+                    .inc();
                 self.status.send_modify(|s| {
                     s.verifying = false;
                     s.verifications += 1;
