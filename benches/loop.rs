@@ -354,21 +354,10 @@ async fn bench_save() {
         (5, "  same, debounce_ms: 5"),
     ] {
         let ns = namespace(&client, &format!("bench-save-dir{debounce}")).await;
-        let project = tempfile::tempdir().unwrap();
-        std::fs::create_dir(project.path().join("routing")).unwrap();
-        std::fs::write(
-            project.path().join("routing/goapp.yaml"),
-            vs_yaml("goapp", 50),
-        )
-        .unwrap();
-        std::fs::write(project.path().join("routing/support.yaml"), SUPPORT).unwrap();
-        std::fs::write(
-            project.path().join("meshloop.yaml"),
-            format!(
-                "instance: bench-save\nnamespace: {ns}\ndebounce_ms: {debounce}\nsources:\n  - dir: routing\n"
-            ),
-        )
-        .unwrap();
+        let project = dir_project(
+            "goapp",
+            &format!("instance: bench-save\nnamespace: {ns}\ndebounce_ms: {debounce}\n"),
+        );
         let daemon = start_daemon(project.path());
         save_loop(
             label,
@@ -461,6 +450,25 @@ fn copy_dir(from: &Path, to: &Path) {
 
 use std::os::unix::process::CommandExt;
 
+/// A project with a directory source: `routing/` with VirtualService `vs` and its Gateway and
+/// DestinationRule, and `meshloop.yaml` from `config` (the `sources:` line is added).
+fn dir_project(vs: &str, config: &str) -> tempfile::TempDir {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir(project.path().join("routing")).unwrap();
+    std::fs::write(
+        project.path().join(format!("routing/{vs}.yaml")),
+        vs_yaml(vs, 50),
+    )
+    .unwrap();
+    std::fs::write(project.path().join("routing/support.yaml"), SUPPORT).unwrap();
+    std::fs::write(
+        project.path().join("meshloop.yaml"),
+        format!("{config}sources:\n  - dir: routing\n"),
+    )
+    .unwrap();
+    project
+}
+
 /// `meshloop up` as users run it: the release binary in its own process, in `project`.
 struct DaemonProcess(std::process::Child);
 
@@ -522,42 +530,15 @@ fn proc_stat(pid: u32) -> (u64, u64) {
 }
 
 fn bench_idle() {
-    use std::io::{BufRead, BufReader};
-    let project = tempfile::tempdir().unwrap();
-    std::fs::create_dir(project.path().join("routing")).unwrap();
-    std::fs::write(
-        project.path().join("routing/goapp.yaml"),
-        vs_yaml("idle", 50),
-    )
-    .unwrap();
-    std::fs::write(project.path().join("routing/support.yaml"), SUPPORT).unwrap();
-    std::fs::write(
-        project.path().join("meshloop.yaml"),
-        "instance: bench-idle\nnamespace: default\nsources:\n  - dir: routing\n",
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshloop"))
-        .args(["up", "--listen", "127.0.0.1:0", "--kubeconfig"])
-        .arg(kubeconfig())
-        .current_dir(project.path())
-        .env("NO_COLOR", "1")
-        .env("RUST_LOG", "meshloop=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for l in lines.by_ref() {
-        if l.unwrap().contains("synced") {
-            break;
-        }
-    }
+    let project = dir_project("idle", "instance: bench-idle\nnamespace: default\n");
+    let daemon = start_daemon(project.path());
     let secs: u64 = std::env::var("MESHLOOP_BENCH_IDLE_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let (t0, rss0) = proc_stat(child.id());
+    let (t0, rss0) = proc_stat(daemon.0.id());
     std::thread::sleep(Duration::from_secs(secs));
-    let (t1, rss1) = proc_stat(child.id());
+    let (t1, rss1) = proc_stat(daemon.0.id());
     let hz = 100.0; // USER_HZ on Linux
     println!(
         "{:<58} RSS {:.1} MB -> {:.1} MB; CPU {:.2} s over {secs} s ({:.3}%)",
@@ -567,10 +548,7 @@ fn bench_idle() {
         (t1 - t0) as f64 / hz,
         (t1 - t0) as f64 / hz / secs as f64 * 100.0
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    daemon.stop();
 }
 
 fn main() {

@@ -98,16 +98,24 @@ async fn sync(State(h): State<Handles>) -> Result<Response, ApiError> {
             tokio::sync::mpsc::error::TrySendError::Full(_) => ApiError::Busy,
             tokio::sync::mpsc::error::TrySendError::Closed(_) => ApiError::Stopped,
         })?;
-    let summary = tokio::time::timeout(SYNC_REPLY_TIMEOUT, rx)
+    reply(rx, |s| s.ok).await
+}
+
+/// Waits for the engine's or the verifier's answer: 200 when it went well, 422 when not.
+async fn reply<T: serde::Serialize>(
+    rx: oneshot::Receiver<T>,
+    ok: impl Fn(&T) -> bool,
+) -> Result<Response, ApiError> {
+    let answer = tokio::time::timeout(SYNC_REPLY_TIMEOUT, rx)
         .await
         .map_err(|_| ApiError::Timeout)?
         .map_err(|_| ApiError::Stopped)?;
-    let code = if summary.ok {
+    let code = if ok(&answer) {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    Ok((code, Json(summary)).into_response())
+    Ok((code, Json(answer)).into_response())
 }
 
 /// Runs a gateway verification (after any that is running) and returns its report: 200 when
@@ -115,16 +123,7 @@ async fn sync(State(h): State<Handles>) -> Result<Response, ApiError> {
 async fn verify(State(h): State<Handles>) -> Result<Response, ApiError> {
     let (tx, rx) = oneshot::channel();
     h.verify.request("request", Some(tx));
-    let report = tokio::time::timeout(SYNC_REPLY_TIMEOUT, rx)
-        .await
-        .map_err(|_| ApiError::Timeout)?
-        .map_err(|_| ApiError::Stopped)?;
-    let code = if report.ok {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    Ok((code, Json(report)).into_response())
+    reply(rx, |r| r.ok).await
 }
 
 #[derive(Debug, serde::Deserialize)]
