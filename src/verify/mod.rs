@@ -478,3 +478,84 @@ impl Report {
         s
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, upstream: bool, body: &str) -> Answer {
+        let mut headers = BTreeMap::new();
+        if upstream {
+            headers.insert("x-envoy-upstream-service-time".into(), "1".into());
+            headers.insert("x-version".into(), "v1".into());
+        }
+        Answer {
+            status,
+            headers,
+            body: body.into(),
+            elapsed: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn routed_means_the_app_answered() {
+        let routed = Expectation {
+            routed: true,
+            ..Default::default()
+        };
+        assert_eq!(problem_with(&answer(200, true, ""), &routed), None);
+        assert_eq!(
+            problem_with(&answer(404, true, ""), &routed),
+            None,
+            "the app's own 404 still proves the route"
+        );
+        assert!(
+            problem_with(&answer(404, false, ""), &routed)
+                .unwrap()
+                .contains("no route")
+        );
+        assert!(
+            problem_with(&answer(503, false, "upstream connect error"), &routed)
+                .unwrap()
+                .contains("no upstream answered")
+        );
+        assert!(
+            problem_with(&answer(500, true, ""), &routed)
+                .unwrap()
+                .contains("from the app")
+        );
+    }
+
+    #[test]
+    fn explicit_expectations() {
+        let e = Expectation {
+            status: Some(200),
+            body_regex: Some("^Hel+o$".into()),
+            headers: [("x-version".to_string(), "v2".to_string())].into(),
+            ..Default::default()
+        };
+        assert!(
+            problem_with(&answer(201, true, "Hello"), &e)
+                .unwrap()
+                .contains("expected status 200, got 201")
+        );
+        assert!(
+            problem_with(&answer(200, true, "Bye"), &e)
+                .unwrap()
+                .contains("does not match")
+        );
+        assert!(
+            problem_with(&answer(200, true, "Hello"), &e)
+                .unwrap()
+                .contains("header x-version is \"v1\", expected \"v2\"")
+        );
+        let contains = Expectation {
+            body_contains: Some("Hello".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            problem_with(&answer(200, true, "say Hello"), &contains),
+            None
+        );
+    }
+}

@@ -459,6 +459,146 @@ mod tests {
         }
     }
 
+    fn model(yaml: &str) -> Model {
+        let opts = crate::manifest::LoadOptions {
+            owned: crate::config::default_owned_kinds(),
+            default_namespace: "dev".into(),
+            keep_others: false,
+        };
+        let loaded = crate::manifest::load_text(yaml, "routing/app.yaml", false, &opts);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        Model::build(
+            &loaded.objects,
+            &[],
+            None,
+            &crate::config::Ingress::default(),
+        )
+    }
+
+    const ROUTES: &str = r#"
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: gw}
+spec:
+  selector: {istio: ingress}
+  servers:
+    - port: {number: 80, name: http, protocol: HTTP}
+      hosts: ["*.example.dev"]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: app}
+spec:
+  host: app
+  subsets:
+    - {name: v1, labels: {version: v1}}
+    - {name: v2, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: app}
+spec:
+  hosts: [app.example.dev, "*.example.dev"]
+  gateways: [gw]
+  http:
+    - name: api
+      match:
+        - uri: {prefix: /api}
+          method: {exact: POST}
+          headers: {X-Canary: {exact: "1"}}
+      route: [{destination: {host: app, subset: v2}}]
+    - name: items
+      match: [{uri: {regex: "/items/[0-9]+"}}]
+      route: [{destination: {host: app, subset: v1}}]
+    - name: old
+      match: [{uri: {exact: /old}}]
+      redirect: {uri: /new}
+    - name: split
+      match: [{uri: {prefix: /}}]
+      route:
+        - {destination: {host: app, subset: v1}, weight: 9}
+        - {destination: {host: app, subset: v2}, weight: 1}
+    - name: shadowed
+      match: [{uri: {prefix: /x}}]
+      route: [{destination: {host: app, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mesh-only}
+spec:
+  hosts: [app]
+  http:
+    - route: [{destination: {host: app}}]
+"#;
+
+    #[test]
+    fn one_probe_per_bound_host_and_rule() {
+        let m = model(ROUTES);
+        let (probes, skipped) = derive(&m, &[], None);
+        let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "POST app.example.dev/api",
+                "GET app.example.dev/old",
+                "GET app.example.dev/"
+            ]
+        );
+        assert_eq!(probes[0].request.headers.get("x-canary").unwrap(), "1");
+        assert!(probes[0].expect.routed && probes[0].split.is_empty());
+        assert_eq!(
+            probes[1].expect.status,
+            Some(301),
+            "a redirect answers its status"
+        );
+        assert!(!probes[1].expect.routed);
+        // Relative weights 9:1 are a 90/10 split, told apart by subset name and version label.
+        let split = &probes[2].split;
+        assert_eq!(split.len(), 2);
+        assert!((split[0].share - 0.9).abs() < 1e-9 && (split[1].share - 0.1).abs() < 1e-9);
+        assert!(split[0].values.contains(&"v1".to_string()));
+        assert!(
+            probes[2].source.contains("http[3] \"split\""),
+            "{}",
+            probes[2].source
+        );
+        assert!(
+            probes[2]
+                .at
+                .as_deref()
+                .unwrap()
+                .starts_with("routing/app.yaml:")
+        );
+
+        let reasons: Vec<&str> = skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(skipped.len(), 3, "{skipped:#?}");
+        assert!(reasons[0].contains("wildcard host"), "{reasons:?}");
+        assert!(reasons[1].contains("regex"), "{reasons:?}");
+        assert!(reasons[2].contains("earlier rule http[3]"), "{reasons:?}");
+    }
+
+    #[test]
+    fn checks_become_probes_with_their_expectations() {
+        let m = model(ROUTES);
+        let check: Check = serde_json::from_value(serde_json::json!({
+            "host": "app.example.dev", "method": "post", "path": "/",
+            "headers": {"X-Debug": "1"}, "body": "Hello",
+            "expect": {"body_contains": "Hello"}
+        }))
+        .unwrap();
+        let (probes, _) = derive(&m, &[check], Some("meshloop.yaml"));
+        let p = probes.last().unwrap();
+        assert_eq!(p.name, "POST app.example.dev/");
+        assert_eq!(p.source, "checks[0] in meshloop.yaml");
+        assert_eq!(p.request.headers.get("x-debug").unwrap(), "1");
+        assert_eq!(p.request.body.as_deref(), Some("Hello"));
+        assert!(
+            p.expect.routed,
+            "no status given: routed to the app is expected"
+        );
+        assert_eq!(p.expect.body_contains.as_deref(), Some("Hello"));
+    }
+
     #[test]
     fn values_from_string_matches() {
         assert_eq!(value_for(&sm(Some("/a"), None, None), "uri").unwrap(), "/a");
