@@ -171,3 +171,29 @@ impl Verifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_coalesce_into_one_run_and_every_reply_is_kept() {
+        let q = VerifyQueue::default();
+        assert!(q.take().is_none());
+        q.request("routing changed", None);
+        let (tx1, _rx1) = oneshot::channel();
+        let (tx2, _rx2) = oneshot::channel();
+        q.request("request", Some(tx1));
+        q.request("rollout complete", None);
+        q.request("request", Some(tx2));
+        let (trigger, requested, replies) = q.take().expect("one run is due");
+        assert_eq!(trigger, "request", "a requested run says so");
+        assert!(requested);
+        assert_eq!(replies.len(), 2);
+        assert!(q.take().is_none(), "one run serves them all");
+        q.request("rollout complete", None);
+        let (trigger, requested, replies) = q.take().unwrap();
+        assert_eq!(trigger, "rollout complete");
+        assert!(!requested && replies.is_empty());
+    }
+}
