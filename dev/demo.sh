@@ -73,8 +73,12 @@ cat <<EOF
 
 Status:        http://$LISTEN/status     (readiness: http://$LISTEN/readyz)
 By hand:       curl -H "Host: goapp.dev" http://$INGRESS/fortune
-Try:           edit charts/goapp/values-dev.yaml (weights) and watch the log;
+Try:           edit charts/goapp/templates/virtualservice.yaml and save: the log shows the apply
+               and the verification that follows;
                dev/standin.sh stop-version $DIR v2, then: target/release/meshloop verify
+               (v2 is down: the broken hop is named; start-version $DIR v2 brings it back);
+               dev/standin.sh reconfigure $DIR --weights 50,50, then: target/release/meshloop verify
+               (the gateway no longer serves the VirtualService's 90/10: the split check fails)
 Ctrl-C stops everything.
 EOF
 wait "$MPID" || true
