@@ -162,9 +162,18 @@ async fn save_is_applied_and_atomic_save_is_one_change() {
 
     std::fs::write(r.path("routing/goapp.yaml"), vs("goapp", 80)).unwrap();
     r.wait_weight("goapp", 80).await;
+    // The cluster shows the write a moment before the sync that made it is published.
+    let syncs = r
+        .wait_status("the sync of the save", |s| {
+            !s.syncing
+                && s.last_sync
+                    .as_ref()
+                    .is_some_and(|l| l.trigger == meshloop::engine::Trigger::Files)
+        })
+        .await
+        .syncs;
 
     // Atomic save, as editors do it: a temp file renamed over the target.
-    let syncs = r.status().syncs;
     std::fs::write(r.path("routing/.goapp.yaml.tmp"), vs("goapp", 70)).unwrap();
     std::fs::rename(
         r.path("routing/.goapp.yaml.tmp"),
