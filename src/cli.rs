@@ -241,12 +241,8 @@ fn format_of(o: Output) -> crate::analyze::command::Format {
 async fn doctor(global: &Global, args: DoctorArgs) -> Result<(), Failure> {
     let config = load_config(global).map_err(Failure::Usage)?;
     let cluster = Cluster::connect(&target(global)).await;
-    let namespace = config.namespace.clone().unwrap_or_else(|| {
-        cluster
-            .as_ref()
-            .map(|c| c.default_namespace.clone())
-            .unwrap_or_else(|_| "default".into())
-    });
+    let namespace =
+        config.namespace_or(cluster.as_ref().ok().map(|c| c.default_namespace.as_str()));
     let mut set = SourceSet::new(config.clone(), namespace.clone());
     set.load_all();
     let (desired, _) = set.desired();
@@ -314,11 +310,8 @@ async fn verify(global: &Global, args: VerifyCli) -> Result<(), Failure> {
                 eprintln!("{} {e}", paint("warning:", YELLOW));
             }
             let cluster = cluster.ok();
-            let namespace = config.namespace.clone().unwrap_or_else(|| {
-                cluster
-                    .as_ref()
-                    .map_or_else(|| "default".into(), |c| c.default_namespace.clone())
-            });
+            let namespace =
+                config.namespace_or(cluster.as_ref().map(|c| c.default_namespace.as_str()));
             let mut set = SourceSet::new(config.clone(), namespace).keep_others();
             set.load_all();
             let (desired, errors) = set.desired();
@@ -427,10 +420,7 @@ async fn sync_once(
     let cluster = Cluster::connect(&target(global))
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
-    let namespace = config
-        .namespace
-        .clone()
-        .unwrap_or_else(|| cluster.default_namespace.clone());
+    let namespace = config.namespace_or(Some(&cluster.default_namespace));
     let mut set = SourceSet::new(config.clone(), namespace);
     set.load_all();
     for s in set.skipped() {

@@ -490,6 +490,15 @@ impl Config {
         })
     }
 
+    /// The namespace for objects that name none: `namespace:` from the config, else the
+    /// kubeconfig context's (`cluster_default`), else `default`.
+    pub fn namespace_or(&self, cluster_default: Option<&str>) -> String {
+        self.namespace
+            .clone()
+            .or_else(|| cluster_default.map(str::to_string))
+            .unwrap_or_else(|| "default".into())
+    }
+
     /// Shows a path relative to the config's directory, as people wrote it.
     pub fn display_path<'a>(&self, path: &'a Path) -> std::borrow::Cow<'a, str> {
         match path.strip_prefix(&self.base) {

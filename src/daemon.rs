@@ -72,10 +72,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: Option<tokio::sync::oneshot::Sender<Daemon>>,
 ) -> Result<(), DaemonError> {
-    let namespace = config
-        .namespace
-        .clone()
-        .unwrap_or_else(|| cluster.default_namespace.clone());
+    let namespace = config.namespace_or(Some(&cluster.default_namespace));
     let addr = listener.local_addr().map_err(DaemonError::Server)?;
     let metrics = Metrics::new();
     let debounce = Duration::from_millis(config.debounce_ms);

@@ -837,17 +837,19 @@ impl Engine {
                 let became_ready =
                     d.complete && self.deployments.get(&key).is_some_and(|old| !old.complete);
                 self.deployments.insert(key.clone(), d);
-                let is_app = self
-                    .app_deployments()
-                    .iter()
-                    .any(|a| (&a.namespace, &a.name) == (&key.0, &key.1));
                 if self.rollout.is_some() {
                     self.check_rollout();
                 } else {
                     self.publish_rollout();
                     // A Deployment of the app became available without a source change
                     // meshloop saw (the first deploy by Tilt, a scale-up): verify again.
-                    if became_ready && is_app && self.verified_once {
+                    if became_ready
+                        && self.verified_once
+                        && self
+                            .app_deployments()
+                            .iter()
+                            .any(|a| (&a.namespace, &a.name) == (&key.0, &key.1))
+                    {
                         info!(deployment = %key.1, "deployment {}/{} is available", key.0, key.1);
                         self.request_verification("deployment available");
                     }

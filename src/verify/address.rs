@@ -101,27 +101,36 @@ pub fn http_port<'a>(svc: &'a Service, want: &str) -> Option<&'a ServicePort> {
         })
 }
 
-/// Resolves the ingress address; `client` is `None` when no cluster is reachable.
-pub async fn resolve(client: Option<&Client>, ing: &Ingress) -> Result<Address, AddressError> {
+/// The ingress Service, `None` when it does not exist.
+pub async fn ingress_service(
+    client: &Client,
+    ing: &Ingress,
+) -> Result<Option<Service>, AddressError> {
+    Api::<Service>::namespaced(client.clone(), &ing.namespace)
+        .get_opt(&ing.service)
+        .await
+        .map_err(|e| AddressError::Api {
+            svc: format!("{}/{}", ing.namespace, ing.service),
+            message: e.to_string(),
+        })
+}
+
+/// Resolves the ingress address from the ingress Service (read with [`ingress_service`]);
+/// `client` is `None` when no cluster is reachable.
+pub async fn resolve(
+    client: Option<&Client>,
+    ing: &Ingress,
+    svc: Option<&Service>,
+) -> Result<Address, AddressError> {
     let svc_name = format!("{}/{}", ing.namespace, ing.service);
     let Some(client) = client else {
         return from_config(ing, "").unwrap_or(Err(AddressError::NoCluster));
     };
-    let api: Api<Service> = Api::namespaced(client.clone(), &ing.namespace);
-    let svc = match api.get_opt(&ing.service).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return from_config(ing, &format!(" (Service {svc_name} not found)"))
-                .unwrap_or(Err(AddressError::Missing(svc_name)));
-        }
-        Err(e) => {
-            return Err(AddressError::Api {
-                svc: svc_name,
-                message: e.to_string(),
-            });
-        }
+    let Some(svc) = svc else {
+        return from_config(ing, &format!(" (Service {svc_name} not found)"))
+            .unwrap_or(Err(AddressError::Missing(svc_name)));
     };
-    let Some(port) = http_port(&svc, &ing.port) else {
+    let Some(port) = http_port(svc, &ing.port) else {
         if let Some(a) = from_config(ing, "") {
             return a;
         }

@@ -74,7 +74,6 @@ pub async fn diagnose(
     addr: &Address,
     probe: &Probe,
     result: &ProbeResult,
-    _version_header: &str,
 ) -> Diagnosis {
     let req = probe.request.to_explain(super::probes::HTTP_PORT);
     let sim = explain::explain(live, &req);
@@ -147,10 +146,7 @@ pub async fn diagnose(
     }
     let broken_inside: Vec<&InClusterCheck> = d.in_cluster.iter().filter(|c| !c.ok).collect();
     let failing_dest = sim.destinations.iter().find(|x| x.fails_with.is_some());
-    let split_only = result
-        .problem
-        .as_deref()
-        .is_some_and(|p| p.starts_with("split"));
+    let split_only = result.failed_requests == 0 && result.split.as_ref().is_some_and(|s| !s.ok);
     if split_only {
         // Every request reached the app; only the shares are off.
         d.hop = "split".into();

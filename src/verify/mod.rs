@@ -79,6 +79,8 @@ pub struct ProbeResult {
     pub ok: bool,
     /// Requests sent (1, or `split_samples` for a split).
     pub requests: u32,
+    /// Requests whose answer did not meet the expectation (or got none).
+    pub failed_requests: u32,
     /// Answers by status (`200`, `503`) or transport failure (`refused`, `timeout`, `error`).
     pub results: BTreeMap<String, u32>,
     /// The first answer's status (the first failing one when the probe failed).
@@ -102,10 +104,6 @@ pub async fn run(input: Input<'_>) -> Report {
     let t0 = Instant::now();
     let started_at = crate::engine::now_text();
     let client = input.cluster.map(|c| &c.client);
-    let (addr, ingress_facts) = tokio::join!(
-        address::resolve(client, input.ingress),
-        ingress_facts(input.cluster, input.ingress)
-    );
     let mut report = Report {
         ok: false,
         trigger: input.trigger.to_string(),
@@ -119,7 +117,20 @@ pub async fn run(input: Input<'_>) -> Report {
         probes: Vec::new(),
         skipped: Vec::new(),
     };
-    let addr = match addr {
+    // The ingress Service is read once: for the address and for the Pods it selects.
+    let resolved = async {
+        let svc = match client {
+            Some(c) => address::ingress_service(c, input.ingress).await?,
+            None => None,
+        };
+        let (addr, facts) = tokio::join!(
+            address::resolve(client, input.ingress, svc.as_ref()),
+            ingress_facts(input.cluster, svc.as_ref())
+        );
+        Ok::<_, address::AddressError>((addr?, facts))
+    }
+    .await;
+    let (addr, ingress_facts) = match resolved {
         Ok(a) => a,
         Err(e) => {
             report.error = Some(format!("no ingress address: {e}"));
@@ -194,15 +205,7 @@ pub async fn run(input: Input<'_>) -> Report {
         };
         let live = Model::build(input.objects, input.others, facts.as_ref(), input.ingress);
         for i in failing {
-            let d = diagnose::diagnose(
-                &live,
-                input.cluster,
-                &addr,
-                &probes[i],
-                &results[i],
-                &input.settings.version_header,
-            )
-            .await;
+            let d = diagnose::diagnose(&live, input.cluster, &addr, &probes[i], &results[i]).await;
             results[i].diagnosis = Some(d);
         }
     }
@@ -216,22 +219,19 @@ pub async fn run(input: Input<'_>) -> Report {
 
 /// The ingress Service and the Pods it selects, as facts, so the probes follow only the
 /// Gateways the ingress runs. `None` without a cluster or when they cannot be read.
-async fn ingress_facts(cluster: Option<&Cluster>, ing: &Ingress) -> Option<Facts> {
-    let c = cluster?;
-    let svc = Api::<Service>::namespaced(c.client.clone(), &ing.namespace)
-        .get_opt(&ing.service)
-        .await
-        .ok()??;
+async fn ingress_facts(cluster: Option<&Cluster>, svc: Option<&Service>) -> Option<Facts> {
+    let (c, svc) = (cluster?, svc?);
+    let namespace = svc.metadata.namespace.clone()?;
     let selector = svc.spec.as_ref()?.selector.clone().unwrap_or_default();
     if selector.is_empty() {
         return None;
     }
     let labels: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let pods = Api::<Pod>::namespaced(c.client.clone(), &ing.namespace)
+    let pods = Api::<Pod>::namespaced(c.client.clone(), &namespace)
         .list(&ListParams::default().labels(&labels.join(",")))
         .await
         .ok()?;
-    let values: Vec<serde_json::Value> = std::iter::once(serde_json::to_value(&svc).ok()?)
+    let values: Vec<serde_json::Value> = std::iter::once(serde_json::to_value(svc).ok()?)
         .chain(
             pods.items
                 .iter()
@@ -366,6 +366,7 @@ fn judge_probe(p: &Probe, answers: &[Sent], version_header: &str) -> ProbeResult
         expect: p.expect.describe(),
         ok: problem.is_none(),
         requests: answers.len() as u32,
+        failed_requests: bad_count as u32,
         results,
         status: shown.map(|a| a.status),
         version: shown.and_then(|a| a.headers.get(version_header).cloned()),

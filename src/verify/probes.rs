@@ -41,7 +41,7 @@ impl ProbeRequest {
         }
     }
 
-    /// `curl` as a developer would type it, with `$INGRESS` for the address.
+    /// `GET goapp.dev/fortune`: method, Host and path.
     pub fn describe(&self) -> String {
         format!("{} {}{}", self.method, self.host, self.path)
     }
@@ -140,7 +140,7 @@ pub fn derive(
     let gateways = explain::ingress_gateway_list(m);
 
     // (VirtualService index, host) pairs served over plain HTTP on the ingress, in order.
-    let mut pairs: Vec<(usize, String, Option<String>)> = Vec::new();
+    let mut pairs: Vec<(usize, String)> = Vec::new();
     for (vi, vs) in m.virtual_services.iter().enumerate() {
         for h in &vs.spec.hosts {
             let served_http = gateways.iter().any(|g| {
@@ -161,22 +161,22 @@ pub fn derive(
             if !served_http {
                 continue;
             }
-            let at = Some(format!("{}:{}", vs.meta.file, h.pos));
             if h.contains('*') {
                 skipped.push(Skipped {
                     source: format!("VirtualService {} host {}", vs.meta.ns_name(), h.value),
-                    at,
+                    at: Some(format!("{}:{}", vs.meta.file, h.pos)),
                     reason: "a wildcard host has no single Host header to send; add a check in meshloop.yaml with a concrete host".into(),
                 });
                 continue;
             }
-            if !pairs.iter().any(|(i, hh, _)| *i == vi && hh == &h.value) {
-                pairs.push((vi, h.value.to_ascii_lowercase(), at));
+            let host = h.value.to_ascii_lowercase();
+            if !pairs.contains(&(vi, host.clone())) {
+                pairs.push((vi, host));
             }
         }
     }
 
-    for (vi, host, _) in &pairs {
+    for (vi, host) in &pairs {
         let vs = &m.virtual_services[*vi];
         for (ri, rule) in vs.spec.http.iter().enumerate() {
             let source = rule_source(vs, ri, rule);
@@ -243,11 +243,7 @@ pub fn derive(
             method: c.method.to_ascii_uppercase(),
             host: c.host.clone(),
             path: c.path.clone(),
-            headers: c
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
+            headers: lower_keys(&c.headers),
             body: c.body.clone(),
         };
         let expect = Expectation {
@@ -255,12 +251,7 @@ pub fn derive(
             routed: c.expect.status.is_none(),
             body_contains: c.expect.body_contains.clone(),
             body_regex: c.expect.body_regex.clone(),
-            headers: c
-                .expect
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
-                .collect(),
+            headers: lower_keys(&c.expect.headers),
         };
         probes.push(Probe {
             name: req.describe(),
@@ -272,6 +263,14 @@ pub fn derive(
         });
     }
     (probes, skipped)
+}
+
+/// Header names compare case-insensitively; probes keep them lower-case.
+fn lower_keys(headers: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect()
 }
 
 fn rule_source(vs: &VirtualService, ri: usize, rule: &HttpRoute) -> String {
