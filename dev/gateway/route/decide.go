@@ -57,7 +57,7 @@ type Decision struct {
 	PathRewritten         bool          // Path differs from the request: x-envoy-original-path
 	Timeout               time.Duration // route timeout; 0 means none
 	Retry                 *RetryPolicy  // nil: no retries
-	Fault                 *Fault        // nil: no fault injection
+	Fault                 *Fault        // any matched route: fault injection (nil: none)
 	AttemptCount          bool          // send x-envoy-attempt-count upstream
 
 	// Header changes of the route, its virtual host and the route configuration, in the
@@ -89,7 +89,8 @@ func Evaluate(rc *routev3.RouteConfiguration, req Request) Decision {
 
 // Decide says what route r (matched in vh of rc) does with req.
 func Decide(rc *routev3.RouteConfiguration, vh *routev3.VirtualHost, r *routev3.Route, req Request) Decision {
-	d := Decision{VirtualHost: vh, Route: r}
+	// The fault filter runs before the router, whatever the route's action.
+	d := Decision{VirtualHost: vh, Route: r, Fault: faultFor(r, vh)}
 	d.RequestHeaders = levelChanges(rc.GetMostSpecificHeaderMutationsWins(),
 		requestChanges(r), requestChanges(vh), requestChanges(rc))
 	d.ResponseHeaders = levelChanges(rc.GetMostSpecificHeaderMutationsWins(),
@@ -137,7 +138,6 @@ func forward(d *Decision, vh *routev3.VirtualHost, r *routev3.Route, a *routev3.
 		d.Retry = retryPolicy(vh.GetRetryPolicy())
 	}
 	d.AttemptCount = vh.GetIncludeRequestAttemptCount()
-	d.Fault = faultFor(r, vh)
 }
 
 // AuthorityFor returns the upstream :authority when c is the picked cluster: the route's
