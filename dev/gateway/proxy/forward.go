@@ -254,15 +254,21 @@ func relay(rw *replyWriter, t try, d route.Decision, picked route.Cluster) {
 		hd.Set("Server", rw.l.ServerName)
 	}
 	rw.WriteHeader(t.resp.StatusCode)
-	if err := copyFlushing(rw, t.resp.Body); err != nil {
+	if err := copyBody(rw, t.resp); err != nil {
 		// Envoy resets the client stream when the upstream fails (or the route timeout
 		// fires) in the middle of a response.
 		panic(http.ErrAbortHandler)
 	}
 }
 
-// copyFlushing copies a body, flushing after every read so streamed answers stream.
-func copyFlushing(w http.ResponseWriter, body io.Reader) error {
+// copyBody copies an answer's body; one of unknown length (a stream, say server-sent
+// events) is flushed after every read so that it streams through.
+func copyBody(w http.ResponseWriter, resp *http.Response) error {
+	if resp.ContentLength >= 0 {
+		_, err := io.Copy(w, resp.Body)
+		return err
+	}
+	body := resp.Body
 	rc := http.NewResponseController(w)
 	buf := make([]byte, 32<<10)
 	for {
