@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	// Registered so that GET /config can render istiod's retry host predicate (an Any).
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"meshloop.dev/gateway/config"
@@ -121,7 +123,10 @@ func (s *state) configView() map[string]any {
 	}
 	routes := map[string]json.RawMessage{}
 	for name, rc := range snap.Routes {
-		b, _ := protojson.Marshal(rc)
+		b, err := protojson.Marshal(rc)
+		if err != nil { // an Any of a type this binary does not know
+			b, _ = json.Marshal(map[string]string{"error": err.Error()})
+		}
 		routes[name] = b
 	}
 	var clusters []map[string]any

@@ -22,8 +22,9 @@ var listenerRules = fieldcheck.Rules{
 	},
 	"envoy.config.core.v3.Address":       {"socket_address": w},
 	"envoy.config.core.v3.SocketAddress": {"address": h, "port_value": h, "protocol": h, "ipv4_compat": h},
+	// transport_socket_connect_timeout bounds a TLS handshake; these chains have no TLS.
 	"envoy.config.listener.v3.FilterChain": {
-		"filters": w, "name": h, "metadata": h,
+		"filters": w, "name": h, "metadata": h, "transport_socket_connect_timeout": h,
 	},
 	"envoy.config.listener.v3.Filter": {"name": h, "typed_config": h},
 }
