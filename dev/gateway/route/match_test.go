@@ -111,6 +111,14 @@ func TestMatchCaseInsensitive(t *testing.T) {
 	expectMatches(t, m, []string{"/API"}, []string{"/api"})
 }
 
+// case_sensitive does not apply to safe_regex (Envoy ignores it there; istiod sets it from
+// ignoreUriCase even for regex matches).
+func TestMatchRegexIgnoresCaseSensitive(t *testing.T) {
+	m := regex("/v[0-9]+/.*")
+	m.CaseSensitive = wrapperspb.Bool(false)
+	expectMatches(t, m, []string{"/v1/x"}, []string{"/V1/x"})
+}
+
 // The query string is not part of the path that prefix, exact and regex routes see.
 func TestMatchQueryStrippedBeforePath(t *testing.T) {
 	expectMatches(t, regex("/search"), []string{"/search?q=a/b"}, nil)
