@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -34,6 +35,7 @@ import (
 func main() {
 	conns := flag.Int("c", 64, "concurrent connections")
 	dur := flag.Duration("d", 10*time.Second, "duration of each run")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the run through the gateway to this file")
 	flag.Parse()
 	v1, v2 := upstream("v1"), upstream("v2")
 	p := proxy.New("127.0.0.1", map[uint32]uint32{80: 0}, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -42,9 +44,26 @@ func main() {
 	gw := p.Bound()[80]
 	fmt.Printf("%d connections, %s per run, GOMAXPROCS=%d\n", *conns, *dur, runtime.GOMAXPROCS(0))
 	for _, run := range []struct{ name, addr string }{{"direct to the upstream (anchor)", v1}, {"through dev/gateway", gw}} {
+		if *profile != "" && run.addr == gw {
+			stop := startProfile(*profile)
+			defer stop()
+		}
 		r := measure(run.addr, *conns, *dur)
 		fmt.Printf("%-32s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d\n", run.name, r.rps, ms(r.p50), ms(r.p99), r.errors)
 	}
+}
+
+func startProfile(path string) func() {
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
