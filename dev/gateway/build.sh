@@ -4,8 +4,9 @@
 # The binary goes to ${MESHLOOP_CACHE:-~/.cache/meshloop}/gateway-<hash>/gateway, where
 # <hash> covers the module's Go sources (tests excluded), go.mod and go.sum; when that file
 # exists nothing is built. The last line printed is the binary's path (callers use
-# `bin=$(dev/gateway/build.sh | tail -n1)`); progress goes to stderr. Cold: about a minute on
-# 2 cores with an empty Go build cache (gRPC and the Envoy API protos); warm: instant.
+# `bin=$(dev/gateway/build.sh | tail -n1)`); progress goes to stderr. Cold, with an empty Go
+# build cache: 7-8 min measured on a busy 2-core machine (gRPC and the Envoy API protos);
+# warm: instant.
 set -euo pipefail
 
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
