@@ -274,15 +274,21 @@ install_istio() {
 		helm repo update istio >/dev/null
 	fi
 	# Order matters on upgrade too: CRDs (base), then the control plane, then the gateway.
+	local t=$SECONDS
 	chart_args base
 	h upgrade --install istio-base "$(chart base)" --namespace istio-system --create-namespace \
 		${ARGS[@]+"${ARGS[@]}"} --set "defaultRevision=${ISTIO_DEFAULT_REVISION-default}" --wait --timeout 5m
+	say "istio-base: $((SECONDS - t)) s"
+	t=$SECONDS
 	chart_args istiod
 	h upgrade --install istiod "$(chart istiod)" --namespace istio-system \
 		${ARGS[@]+"${ARGS[@]}"} --set profile=demo --wait --timeout 5m
+	say "istiod: $((SECONDS - t)) s"
+	t=$SECONDS
 	chart_args gateway
 	h upgrade --install istio-ingress "$(chart gateway)" --namespace istio-ingress --create-namespace \
 		--values "$VALUES" ${ARGS[@]+"${ARGS[@]}"} --wait --timeout 5m
+	say "istio-ingress: $((SECONDS - t)) s"
 	if [[ -n $before && $before != "$ISTIO_VERSION" ]]; then
 		# Gateway proxies are injected when their Pods are created: restart to get the new one.
 		k -n istio-ingress rollout restart deployment/istio-ingress >/dev/null
