@@ -760,7 +760,8 @@ fn gateway_serves(gateway: &str, path: &str) -> bool {
     let Ok(mut s) = std::net::TcpStream::connect(gateway) else {
         return false;
     };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: goapp.example.dev\r\nConnection: close\r\n\r\n");
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: goapp.example.dev\r\nConnection: close\r\n\r\n");
     let mut buf = [0u8; 12];
     s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
 }
@@ -790,7 +791,9 @@ async fn wait_applied(
             .await
             .expect("change not seen within 30 s");
         if let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = ev
-            && o.data.pointer("/spec/http/0/match/0/uri/prefix").and_then(|p| p.as_str())
+            && o.data
+                .pointer("/spec/http/0/match/0/uri/prefix")
+                .and_then(|p| p.as_str())
                 == Some(want.as_str())
         {
             return Instant::now();
@@ -814,7 +817,10 @@ async fn bench_istio() {
         .unwrap_or(50);
     let client = client().await;
     let ns = namespace(&client, "bench-istio").await;
-    let project = dir_project("goapp", &format!("instance: bench-istio\nnamespace: {ns}\n"));
+    let project = dir_project(
+        "goapp",
+        &format!("instance: bench-istio\nnamespace: {ns}\n"),
+    );
     let file = project.path().join("routing/goapp.yaml");
     std::fs::write(&file, vs_direct(0)).unwrap();
     let daemon = start_daemon(project.path());
@@ -829,7 +835,12 @@ async fn bench_istio() {
     let runs = istio_saves(&client, &ns, &gateway, 2000..2000 + saves, |i| {
         std::fs::write(&file, vs_direct(i)).unwrap();
         let st = Command::new(&kubectl)
-            .args(["apply", "--server-side", "--force-conflicts", "--field-manager=kubectl-bench"])
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=kubectl-bench",
+            ])
             .args(["-n", &ns, "-f"])
             .arg(project.path().join("routing"))
             .env("KUBECONFIG", kubeconfig())
@@ -870,7 +881,13 @@ fn print_istio(who: &str, runs: &[(Duration, Duration)]) {
     let total = Stats::new(runs.iter().map(|(a, s)| *a + *s).collect());
     let applied = Stats::new(runs.iter().map(|(a, _)| *a).collect());
     let pushed = Stats::new(runs.iter().map(|(_, s)| *s).collect());
-    println!("{}", total.line(&format!("{who}: save → gateway serves the new route")));
+    println!(
+        "{}",
+        total.line(&format!("{who}: save → gateway serves the new route"))
+    );
     println!("{}", applied.line("  save → applied (API server watch)"));
-    println!("{}", pushed.line("  applied → served (istiod push, dev/gateway applies)"));
+    println!(
+        "{}",
+        pushed.line("  applied → served (istiod push, dev/gateway applies)")
+    );
 }

@@ -47,7 +47,12 @@ struct App {
 impl App {
     /// `routing`: the project's routing, either the chart (`None`, with `values` as an extra
     /// values file) or the YAML of a `dir` source. `{host}` in either is the test's own host.
-    async fn start(ic: &'static IstioCluster, prefix: &str, values: &str, routing: Option<&str>) -> App {
+    async fn start(
+        ic: &'static IstioCluster,
+        prefix: &str,
+        values: &str,
+        routing: Option<&str>,
+    ) -> App {
         let client = support::client_for(&ic.tc).await;
         let ns = support::TestNs::new_in(&ic.tc, &client, prefix).await;
         // As dev/up.sh labels its app namespace (no injector runs here; doctor checks it).
@@ -55,7 +60,9 @@ impl App {
             .patch(
                 &ns.name,
                 &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"labels": {"istio-injection": "enabled"}}})),
+                &Patch::Merge(
+                    serde_json::json!({"metadata": {"labels": {"istio-injection": "enabled"}}}),
+                ),
             )
             .await
             .unwrap();
@@ -97,7 +104,11 @@ impl App {
 
     /// Writes a project file, `{host}` replaced by the test's host.
     fn write(&self, name: &str, text: &str) {
-        std::fs::write(self.dir.path().join(name), text.replace("{host}", &self.host)).unwrap();
+        std::fs::write(
+            self.dir.path().join(name),
+            text.replace("{host}", &self.host),
+        )
+        .unwrap();
     }
 
     /// The chart's Deployments and Service, as Tilt would apply them; returns once both
@@ -123,9 +134,13 @@ impl App {
             .arg(&manifest));
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.ns.name);
         for name in ["goapp-v1", "goapp-v2"] {
-            await_condition(deployments.clone(), name, conditions::is_deployment_completed())
-                .await
-                .unwrap();
+            await_condition(
+                deployments.clone(),
+                name,
+                conditions::is_deployment_completed(),
+            )
+            .await
+            .unwrap();
         }
         ready_endpoints(client, &self.ns.name, |n| n >= 2).await;
     }
@@ -184,6 +199,7 @@ async fn ready_endpoints(client: &kube::Client, ns: &str, done: impl Fn(usize) -
                 let n = s
                     .endpoints
                     .iter()
+                    .flatten()
                     .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
                     .count();
                 ready.insert(s.metadata.name.clone().unwrap_or_default(), n);
@@ -199,7 +215,9 @@ async fn ready_endpoints(client: &kube::Client, ns: &str, done: impl Fn(usize) -
 
 /// dev/gateway's applied configuration (GET /config on its admin address).
 async fn gateway_config(ic: &IstioCluster) -> String {
-    http_get(&ic.gateway_admin(), "127.0.0.1", "/config").await.1
+    http_get(&ic.gateway_admin(), "127.0.0.1", "/config")
+        .await
+        .1
 }
 
 /// Waits until dev/gateway's applied configuration satisfies `done`: its answer to GET /config
@@ -230,7 +248,11 @@ async fn http_get(addr: &str, host: &str, path: &str) -> (u16, String) {
     sock.read_to_end(&mut buf).await.unwrap();
     let text = String::from_utf8_lossy(&buf).into_owned();
     let code: u16 = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("").to_string();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
     (code, body)
 }
 
@@ -255,12 +277,19 @@ async fn the_charts_split_applied_by_meshloop_is_served_by_the_gateway() {
     assert!(r.ok, "{r:#?}");
     assert_eq!(code, 0);
     let addr = r.address.as_ref().unwrap();
-    assert_eq!(addr.authority(), ic.gateway, "the chart Service's load balancer address");
+    assert_eq!(
+        addr.authority(),
+        ic.gateway,
+        "the chart Service's load balancer address"
+    );
     assert!(addr.via.contains("load balancer ip"), "{}", addr.via);
     let split = split_of(&r);
     assert!(split.ok, "{split:#?}");
     assert_eq!(split.shares[0].expected_pct, 90.0);
-    assert!(split.shares[0].observed > split.shares[1].observed, "{split:#?}");
+    assert!(
+        split.shares[0].observed > split.shares[1].observed,
+        "{split:#?}"
+    );
     assert!(split.shares[1].observed > 0, "v2 gets its 10%: {split:#?}");
 }
 
@@ -312,9 +341,15 @@ async fn a_save_to_50_50_is_followed_by_the_gateway_and_the_next_verification() 
         .unwrap()
         .clone();
     let report = next.verification.unwrap();
-    assert!(report.ok, "the gateway serves 50/50 after istiod's push: {report:#?}");
+    assert!(
+        report.ok,
+        "the gateway serves 50/50 after istiod's push: {report:#?}"
+    );
     let split = split_of(&report);
-    assert!(split.shares.iter().all(|s| s.ok && s.observed > 20), "{split:#?}");
+    assert!(
+        split.shares.iter().all(|s| s.ok && s.observed > 20),
+        "{split:#?}"
+    );
     stop.cancel();
     task.await.unwrap().unwrap();
 }
@@ -366,7 +401,12 @@ async fn a_header_rule_is_probed_with_its_header_and_reaches_its_destination() {
     let canary = r
         .probes
         .iter()
-        .find(|p| p.request.headers.get("x-canary").is_some_and(|v| v == "yes"))
+        .find(|p| {
+            p.request
+                .headers
+                .get("x-canary")
+                .is_some_and(|v| v == "yes")
+        })
         .unwrap_or_else(|| panic!("a probe with the rule's header: {r:#?}"));
     assert!(canary.ok, "{canary:#?}");
     assert_eq!(canary.upstream, Some(true), "{canary:#?}");
@@ -383,7 +423,10 @@ async fn a_header_rule_is_probed_with_its_header_and_reaches_its_destination() {
 #[tokio::test]
 async fn a_gateway_selecting_no_gateway_pod_answers_404_while_the_service_answers_inside() {
     let ic = support::istio_cluster();
-    let values = format!("{}gateway:\n  selector: {{istio: nowhere}}\n", weights(90, 10));
+    let values = format!(
+        "{}gateway:\n  selector: {{istio: nowhere}}\n",
+        weights(90, 10)
+    );
     let app = App::start(ic, "istio-nosel", &values, None).await;
     app.apply();
     // The signal that istiod has pushed since the apply: a host applied afterwards, bound to
@@ -400,9 +443,15 @@ async fn a_gateway_selecting_no_gateway_pod_answers_404_while_the_service_answer
     assert_eq!(p.upstream, Some(false), "the gateway's own 404: {p:#?}");
     let d = p.diagnosis.as_ref().expect("a diagnosis");
     assert_eq!(d.hop, "gateway", "{d:#?}");
-    assert!(d.summary.contains("no Gateway applies to the ingress"), "{}", d.summary);
     assert!(
-        d.details.iter().any(|l| l.contains("no Gateway selects the ingress Pods")),
+        d.summary.contains("no Gateway applies to the ingress"),
+        "{}",
+        d.summary
+    );
+    assert!(
+        d.details
+            .iter()
+            .any(|l| l.contains("no Gateway selects the ingress Pods")),
         "{d:#?}"
     );
 
@@ -414,7 +463,10 @@ async fn a_gateway_selecting_no_gateway_pod_answers_404_while_the_service_answer
     ))
     .body(Vec::new())
     .unwrap();
-    let text = client.request_text(req).await.expect("the Service answers inside the cluster");
+    let text = client
+        .request_text(req)
+        .await
+        .expect("the Service answers inside the cluster");
     assert!(!text.is_empty());
 }
 
@@ -484,7 +536,11 @@ async fn with_istiod_stopped_the_gateway_keeps_its_routes_and_a_change_names_ist
     app.apply();
     let (code, r) = app.verify();
     assert_eq!(code, 1, "{r:#?}");
-    let p = r.probes.iter().find(|p| !p.ok).expect("the split probe fails");
+    let p = r
+        .probes
+        .iter()
+        .find(|p| !p.ok)
+        .expect("the split probe fails");
     let d = p.diagnosis.as_ref().expect("a diagnosis");
     assert_eq!(d.hop, "istiod", "{d:#?}");
     assert!(d.summary.contains("istiod is not ready"), "{}", d.summary);
@@ -580,7 +636,8 @@ async fn up_again_is_a_no_op_and_a_changed_value_upgrades_in_place() {
     };
     let dir = tempfile::tempdir().unwrap();
     let values = dir.path().join("istio-values.yaml");
-    let original = std::fs::read_to_string(support::repo_root().join("dev/istio-values.yaml")).unwrap();
+    let original =
+        std::fs::read_to_string(support::repo_root().join("dev/istio-values.yaml")).unwrap();
     std::fs::write(&values, &original).unwrap();
 
     let before = snapshot();
@@ -618,12 +675,21 @@ async fn up_again_is_a_no_op_and_a_changed_value_upgrades_in_place() {
             .cloned()
             .unwrap()
     };
-    assert_eq!(dep(gw_before), dep(gw_after), "the gateway Deployment is untouched");
+    assert_eq!(
+        dep(gw_before),
+        dep(gw_after),
+        "the gateway Deployment is untouched"
+    );
     let client = support::client_for(&ic.tc).await;
-    let svc: k8s_openapi::api::core::v1::Service =
-        Api::namespaced(client, "istio-ingress").get("istio-ingress").await.unwrap();
+    let svc: k8s_openapi::api::core::v1::Service = Api::namespaced(client, "istio-ingress")
+        .get("istio-ingress")
+        .await
+        .unwrap();
     let ann = svc.metadata.annotations.unwrap_or_default();
-    assert_eq!(ann.get("meshloop.dev/upgrade-test").map(String::as_str), Some("changed"));
+    assert_eq!(
+        ann.get("meshloop.dev/upgrade-test").map(String::as_str),
+        Some("changed")
+    );
     // Back to the file's own values, for the other tests of this cluster.
     up_again(ic, &support::repo_root().join("dev/istio-values.yaml"));
 }
@@ -653,15 +719,36 @@ async fn cluster_calls_never_go_through_the_environments_proxy() {
         .arg(dir.path())
         .arg("--cluster")
         .arg(tc.dir.as_ref().unwrap())
-        .args(["--gateway", "none", "--namespace", &ns.name, "--versions", "v1", "--weights", "100"])
+        .args([
+            "--gateway",
+            "none",
+            "--namespace",
+            &ns.name,
+            "--versions",
+            "v1",
+            "--weights",
+            "100",
+        ])
         .envs(env));
     let bin = support::bin_dir();
     let chart = support::repo_root().join("charts/goapp");
     let rendered = run(Command::new(bin.join("helm"))
         .args(["template", "goapp"])
         .arg(&chart)
-        .args(["--namespace", &ns.name, "--set", "weights.v1=100", "--set", "weights.v2=null"])
-        .args(["--show-only", "templates/deployment.yaml", "--show-only", "templates/service.yaml"]));
+        .args([
+            "--namespace",
+            &ns.name,
+            "--set",
+            "weights.v1=100",
+            "--set",
+            "weights.v2=null",
+        ])
+        .args([
+            "--show-only",
+            "templates/deployment.yaml",
+            "--show-only",
+            "templates/service.yaml",
+        ]));
     let manifest = dir.path().join("workloads.yaml");
     std::fs::write(&manifest, rendered).unwrap();
     run(Command::new(bin.join("kubectl"))

@@ -122,9 +122,13 @@ pub async fn diagnose(
                 }
             }
             _ => {
-                d.hop = "gateway".into();
-                d.summary = "the configuration routes this request, yet the gateway answered 404 without reaching an upstream: it has not received the configuration (istiod has not pushed it yet, or rejected it), or the Pods answering at the address are not the ones the Gateway selects".into();
-                blame_istiod(&mut d, cluster).await;
+                if let Some(summary) = istiod_blame(cluster).await {
+                    d.hop = "istiod".into();
+                    d.summary = summary;
+                } else {
+                    d.hop = "gateway".into();
+                    d.summary = "the configuration routes this request, yet the gateway answered 404 without reaching an upstream: it has not received the configuration (istiod has not pushed it yet, or rejected it), or the Pods answering at the address are not the ones the Gateway selects".into();
+                }
             }
         }
         return d;
@@ -148,8 +152,15 @@ pub async fn diagnose(
     let broken_inside: Vec<&InClusterCheck> = d.in_cluster.iter().filter(|c| !c.ok).collect();
     let failing_dest = sim.destinations.iter().find(|x| x.fails_with.is_some());
     let split_only = result.failed_requests == 0 && result.split.as_ref().is_some_and(|s| !s.ok);
-    if split_only && blame_istiod(&mut d, cluster).await {
+    let stale = if split_only {
+        istiod_blame(cluster).await
+    } else {
+        None
+    };
+    if let Some(summary) = stale {
         // The gateway serves what istiod pushed last; istiod cannot push the change.
+        d.hop = "istiod".into();
+        d.summary = summary;
     } else if split_only {
         // Every request reached the app; only the shares are off.
         d.hop = "split".into();
@@ -228,17 +239,12 @@ pub async fn diagnose(
 
 /// A failure that a push from istiod would fix is istiod's when istiod is not ready: the gateway
 /// keeps serving the configuration it received last, as Envoy does, so nothing applied since
-/// reaches it. Sets the hop to `istiod` and returns true in that case.
-async fn blame_istiod(d: &mut Diagnosis, cluster: Option<&Cluster>) -> bool {
-    let Some(c) = cluster else { return false };
-    let Some(why) = istiod_not_ready(c).await else {
-        return false;
-    };
-    d.hop = "istiod".into();
-    d.summary = format!(
+/// reaches it. The summary for hop `istiod` in that case.
+async fn istiod_blame(cluster: Option<&Cluster>) -> Option<String> {
+    let why = istiod_not_ready(cluster?).await?;
+    Some(format!(
         "{why}: the gateway keeps the configuration istiod pushed last, so what was applied since has not reached it (kubectl -n istio-system logs deployment/istiod)"
-    );
-    true
+    ))
 }
 
 /// Why istiod cannot push, from its Deployment as `meshloop doctor` reads it; None when it is
