@@ -488,8 +488,9 @@ async fn a_subset_with_no_ready_pod_answers_503_and_the_diagnosis_says_upstream(
         .unwrap();
     ready_endpoints(&client, &app.ns.name, |n| n == 1).await;
     // EDS: the gateway has dropped v2's endpoint once v1's address is the only one left.
-    let v2_ip = standin_app_ip(&app, "v2");
-    wait_gateway(ic, "v2 without endpoints", |c| !c.contains(&v2_ip)).await;
+    // GET /config lists each cluster's endpoints as "address": "IP:PORT".
+    let v2 = format!("\"{}:", standin_app_ip(&app, "v2"));
+    wait_gateway(ic, "v2 without endpoints", |c| !c.contains(&v2)).await;
 
     let (code, r) = app.verify();
     assert_eq!(code, 1, "{r:#?}");
