@@ -242,7 +242,8 @@ async fn wait_gateway(ic: &IstioCluster, what: &str, done: impl Fn(&str) -> bool
 async fn http_get(addr: &str, host: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    // HTTP/1.0: the answer comes whole, not chunked.
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
     sock.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
     sock.read_to_end(&mut buf).await.unwrap();
