@@ -15,6 +15,9 @@
 //! - `verify`: a gateway verification of 20 routes, 3 requests each, through the stand-in
 //!   gateway (nginx, `dev/standin.sh`; needs root and the cluster's workloads): wall time of
 //!   the whole run against its slowest single request.
+//! - `istio`: save → applied → the gateway serving the new route, 50 saves, split into
+//!   meshloop's part and istiod's push to dev/gateway, against `kubectl apply --server-side`
+//!   (needs the `--istio` cluster and dev/gateway that dev/bench.sh starts for it).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -581,6 +584,9 @@ fn main() {
     if want("verify") {
         rt.block_on(bench_verify());
     }
+    if want("istio") {
+        rt.block_on(bench_istio());
+    }
 }
 
 /// 20 routes (one VirtualService rule each, split 50/50 between v1 and v2), 3 requests per
@@ -614,6 +620,9 @@ async fn bench_verify() {
         &ingress_ns,
         "--weights",
         "50,50",
+        // nginx, serving 20 routes of its own: this times the verification, not istiod.
+        "--gateway",
+        "nginx",
         "--owner-pid",
         &pid,
     ]);
@@ -735,4 +744,150 @@ async fn bench_verify() {
         Stats::new(overheads).line("verify: overhead (wall - slowest request)")
     );
     sh(&["down", state.path().to_str().unwrap()]);
+}
+
+/// A VirtualService whose one rule answers `/save-{i}` directly (no upstream needed), bound to
+/// the Gateway of [`SUPPORT`]: save `i` is served once the gateway answers that path 200.
+fn vs_direct(i: u32) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: goapp\nspec:\n  hosts: [goapp.example.dev]\n  gateways: [goapp-gateway]\n  http:\n    - match: [{{uri: {{prefix: /save-{i}}}}}]\n      directResponse: {{status: 200, body: {{string: \"{i}\"}}}}\n"
+    )
+}
+
+/// Whether the gateway answers `path` for goapp.example.dev with a 200.
+fn gateway_serves(gateway: &str, path: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(gateway) else {
+        return false;
+    };
+    let req =
+        format!("GET {path} HTTP/1.1\r\nHost: goapp.example.dev\r\nConnection: close\r\n\r\n");
+    let mut buf = [0u8; 12];
+    s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut buf).is_ok() && &buf[9..12] == b"200"
+}
+
+/// Waits for the gateway to serve `path`, polling every millisecond; None after 30 s.
+async fn wait_served(gateway: &str, path: &str) -> Option<Instant> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if gateway_serves(gateway, path) {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    None
+}
+
+/// Waits until the API server's watch shows VirtualService goapp routing `/save-{i}`.
+async fn wait_applied(
+    events: &mut (
+             impl futures::Stream<Item = Result<watcher::Event<DynamicObject>, watcher::Error>> + Unpin
+         ),
+    i: u32,
+) -> Instant {
+    let want = format!("/save-{i}");
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(30), events.next())
+            .await
+            .expect("change not seen within 30 s");
+        if let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = ev
+            && o.data
+                .pointer("/spec/http/0/match/0/uri/prefix")
+                .and_then(|p| p.as_str())
+                == Some(want.as_str())
+        {
+            return Instant::now();
+        }
+    }
+}
+
+/// `istio`: save → applied (meshloop's part, seen through a watch on the API server) → served
+/// by the gateway (istiod's push to dev/gateway, seen by requesting the new route), over 50
+/// saves of a directory source with `meshloop up`; the anchor applies the same files with
+/// `kubectl apply --server-side` (timed from the save, its process start included). Needs a
+/// cluster started with `--istio` and dev/gateway (MESHLOOP_BENCH_GATEWAY, from dev/bench.sh).
+async fn bench_istio() {
+    let Ok(gateway) = std::env::var("MESHLOOP_BENCH_GATEWAY") else {
+        println!("istio: skipped (MESHLOOP_BENCH_GATEWAY unset: run dev/bench.sh istio)");
+        return;
+    };
+    let saves: u32 = std::env::var("MESHLOOP_BENCH_ISTIO_SAVES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let client = client().await;
+    let ns = namespace(&client, "bench-istio").await;
+    let project = dir_project(
+        "goapp",
+        &format!("instance: bench-istio\nnamespace: {ns}\n"),
+    );
+    let file = project.path().join("routing/goapp.yaml");
+    std::fs::write(&file, vs_direct(0)).unwrap();
+    let daemon = start_daemon(project.path());
+    let runs = istio_saves(&client, &ns, &gateway, 1000..1000 + saves, |i| {
+        std::fs::write(&file, vs_direct(i)).unwrap();
+    })
+    .await;
+    daemon.stop();
+    print_istio("meshloop up", &runs);
+
+    let kubectl = bin_dir().join("kubectl");
+    let runs = istio_saves(&client, &ns, &gateway, 2000..2000 + saves, |i| {
+        std::fs::write(&file, vs_direct(i)).unwrap();
+        let st = Command::new(&kubectl)
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=kubectl-bench",
+            ])
+            .args(["-n", &ns, "-f"])
+            .arg(project.path().join("routing"))
+            .env("KUBECONFIG", kubeconfig())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    })
+    .await;
+    print_istio("kubectl apply --server-side", &runs);
+}
+
+/// (save → applied, applied → served) per save; `save` writes (and for the anchor applies).
+async fn istio_saves(
+    client: &kube::Client,
+    ns: &str,
+    gateway: &str,
+    numbers: std::ops::Range<u32>,
+    save: impl Fn(u32),
+) -> Vec<(Duration, Duration)> {
+    let mut events = Box::pin(watcher(vs_api(client, ns), watcher::Config::default()));
+    while !matches!(events.next().await, Some(Ok(watcher::Event::InitDone))) {}
+    let mut runs = Vec::new();
+    // Four digits each, never one served before: each save is a new route to push.
+    for i in numbers {
+        let t0 = Instant::now();
+        save(i);
+        let applied = wait_applied(&mut events, i).await;
+        let served = wait_served(gateway, &format!("/save-{i}"))
+            .await
+            .expect("the gateway did not serve the new route within 30 s");
+        runs.push((applied - t0, served - applied));
+    }
+    runs
+}
+
+fn print_istio(who: &str, runs: &[(Duration, Duration)]) {
+    let total = Stats::new(runs.iter().map(|(a, s)| *a + *s).collect());
+    let applied = Stats::new(runs.iter().map(|(a, _)| *a).collect());
+    let pushed = Stats::new(runs.iter().map(|(_, s)| *s).collect());
+    println!(
+        "{}",
+        total.line(&format!("{who}: save → gateway serves the new route"))
+    );
+    println!("{}", applied.line("  save → applied (API server watch)"));
+    println!(
+        "{}",
+        pushed.line("  applied → served (istiod push, dev/gateway applies)")
+    );
 }

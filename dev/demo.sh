@@ -2,12 +2,14 @@
 # dev/demo.sh: the Docker-free demo on this machine (Linux, root for network namespaces).
 #
 # Starts, from scratch and all on this machine:
-#   - the local control plane with workloads (etcd, kube-apiserver with the Istio CRDs,
-#     kube-controller-manager, kube-scheduler, and dev/fakelet.py as the kubelet; see
-#     dev/localcluster), built from the pinned upstream modules;
-#   - the sample app dev/goapp as two processes, v1 and v2, and nginx standing in for the
-#     Istio ingress gateway (dev/standin.sh). nginx is NOT Envoy: it routes Host goapp.dev
-#     90/10 to v1/v2 by its own configuration. The real thing is dev/up.sh + tilt up;
+#   - the local control plane with workloads (etcd, kube-apiserver, kube-controller-manager,
+#     kube-scheduler, and dev/fakelet.py as the kubelet; see dev/localcluster), built from the
+#     pinned upstream modules, with Istio installed from its own Helm charts by
+#     `dev/up.sh --no-kind` and the real istiod (pilot-discovery) running against it;
+#   - the sample app dev/goapp as two processes, v1 and v2, and dev/gateway standing in for
+#     the ingress gateway's Envoy (dev/standin.sh). Real istiod computes the gateway's
+#     configuration from what meshloop applies; dev/gateway is a Go stand-in that obeys it
+#     over xDS, NOT Envoy. The real thing is dev/up.sh + tilt up;
 #   - the chart's workloads (Deployments, Service) in namespace dev, as Tilt would apply them;
 #   - `meshloop up` with the sample routing from charts/goapp (meshloop.yaml).
 # Then prints the status URL and the first verification report, and keeps running until
@@ -39,15 +41,16 @@ trap 'exit 0' INT TERM
 say "building meshloop and the control plane (cached after the first run)"
 cargo build --release --quiet
 dev/localcluster build
+dev/localcluster build --istio
 BIN=$(dev/localcluster bin)
 export MESHLOOP_HELM="$BIN/helm"
 
-say "local cluster with workloads"
-KUBECONFIG=$(dev/localcluster start "$DIR" --workloads | tail -n 1)
+say "local cluster with workloads, Istio's charts and the real istiod"
+KUBECONFIG=$(dev/localcluster start "$DIR" --istio | tail -n 1)
 export KUBECONFIG
 
-say "app v1 and v2, nginx standing in for the Istio ingress gateway"
-INGRESS=$(dev/standin.sh up "$DIR" --weights 90,10 | tail -n 1)
+say "app v1 and v2, dev/gateway (routes from istiod) standing in for the gateway's Envoy"
+INGRESS=$(dev/standin.sh up "$DIR" --gateway istio | tail -n 1)
 
 say "the chart's workloads in namespace dev (what Tilt applies)"
 "$BIN/kubectl" get namespace dev >/dev/null 2>&1 || "$BIN/kubectl" create namespace dev >/dev/null
@@ -73,12 +76,15 @@ cat <<EOF
 
 Status:        http://$LISTEN/status     (readiness: http://$LISTEN/readyz)
 By hand:       curl -H "Host: goapp.dev" http://$INGRESS/fortune
-Try:           edit charts/goapp/templates/virtualservice.yaml and save: the log shows the apply
-               and the verification that follows;
+Gateway:       what istiod pushed to it: curl http://$(dev/standin.sh status "$DIR" | sed -n 's/.*admin http:\/\///p')/config
+Try:           add "weights: {v1: 50, v2: 50}" to charts/goapp/values-dev.yaml and save: meshloop
+               applies it, istiod pushes it to the gateway, and the next verification in the log
+               passes with the new split (GET http://$LISTEN/status shows it);
                dev/standin.sh stop-version $DIR v2, then: target/release/meshloop verify
                (v2 is down: the broken hop is named; start-version $DIR v2 brings it back);
-               dev/standin.sh reconfigure $DIR --weights 50,50, then: target/release/meshloop verify
-               (the gateway no longer serves the VirtualService's 90/10: the split check fails)
+               dev/localcluster istiod-stop $DIR, save a change, then: target/release/meshloop verify
+               (the gateway keeps its last routes; the change needs a push: the diagnosis names
+               istiod; dev/localcluster istiod-start $DIR brings it back)
 Ctrl-C stops everything.
 EOF
 wait "$MPID" || true

@@ -1,7 +1,21 @@
 #!/usr/bin/env bash
 # dev/standin.sh: the ingress data path of the sample, on one machine, without Docker or Envoy.
 #
-# There is no Envoy here. nginx (Debian's nginx-light) stands in for the Istio ingress gateway:
+# There is no Envoy here. Two stand-ins for the Istio ingress gateway's Envoy:
+#
+# - dev/gateway (--gateway istio, the default on a cluster started with `dev/localcluster
+#   start --istio`): a Go program that takes its configuration from the real istiod over xDS,
+#   as Envoy does, posing as the gateway chart's Pod (its name, namespace, labels and Pod IP in
+#   the xDS node identity). It serves the listeners istiod sends on the cluster's gateway
+#   address (DIR/gateway.ip of the cluster, the chart Service's load-balancer IP), so a
+#   VirtualService that meshloop applies is what it routes by, after istiod's push. It does
+#   not create cluster objects: the gateway chart made the Service and the Deployment.
+# - nginx (--gateway nginx, the default on a cluster without Istio) routes by its own flags and
+#   ignores every VirtualService. It stays for the tests that need a gateway that disagrees
+#   with what was applied (a split the gateway does not serve, `reconfigure`), which a gateway
+#   obeying istiod never does, and for clusters without istiod.
+#
+# nginx (Debian's nginx-light):
 # it answers on a loopback port, sends Host goapp.dev to the app versions with a weighted
 # split (a random pick per request, like Envoy's weighted clusters) and answers 404 with an
 # empty body for any other Host (Envoy's "NR"). It does not read the VirtualServices: its
@@ -19,6 +33,15 @@
 #   dev/standin.sh up DIR [--weights 90,10] [--versions v1,v2] [--host goapp.dev]
 #                         [--namespace dev] [--app goapp] [--owner-pid PID]
 #                         [--cluster CDIR] [--ingress-namespace istio-ingress]
+#                         [--gateway istio|nginx|none]
+#       --gateway istio: start the app versions (as below) and dev/gateway (built with
+#       dev/gateway/build.sh), driven by the istiod of CDIR (CDIR/istiod.xds), posing as the
+#       Pod of Deployment istio-ingress/istio-ingress; returns once it applied istiod's first
+#       configuration; the last line printed is its address, GATEWAY_IP:80. --weights, --host
+#       and --ingress-namespace are nginx's and ignored; --versions "" starts the gateway alone.
+#       --gateway none: the app versions only (several app namespaces share the one gateway of
+#       an --istio cluster).
+#       --gateway nginx:
 #       build dev/goapp, start one process per version in its namespace, start nginx; write the
 #       pod IP map DIR/podips for dev/fakelet.py (so the Pods of Deployment goapp-v1 get
 #       10.250.1.2, and so on); when DIR/kubeconfig answers, create the `istio-ingress` Service
@@ -75,7 +98,7 @@ die() {
 }
 
 usage() {
-	sed -n '2,53p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
@@ -122,18 +145,21 @@ save_state() {
 		printf 'ID=%q\nSLOT=%q\nPORT=%q\nNODEPORT=%q\nGEN=%q\n' "$ID" "$SLOT" "$PORT" "$NODEPORT" "$GEN"
 		printf 'VERSIONS=%q\nWEIGHTS=%q\nHOSTS=%q\nNAMESPACE=%q\nAPP=%q\nC=%q\nINGRESS_NS=%q\n' \
 			"$VERSIONS" "$WEIGHTS" "$HOSTS" "$NAMESPACE" "$APP" "$C" "$INGRESS_NS"
+		printf 'GATEWAY=%q\nGW_ADDR=%q\nGW_ADMIN=%q\n' "$GATEWAY" "$GW_ADDR" "$GW_ADMIN"
 	} >"$f.tmp"
 	mv "$f.tmp" "$f"
 }
 
 load_state() {
 	[[ -f $D/standin/state ]] || die "nothing is up in $D (dev/standin.sh up $D)"
-	C=$D INGRESS_NS=istio-ingress
+	C=$D INGRESS_NS=istio-ingress GATEWAY=nginx GW_ADDR="" GW_ADMIN=""
 	# shellcheck source=/dev/null # written by save_state
 	. "$D/standin/state"
 }
 
-versions() { tr ',' '\n' <<<"$VERSIONS"; }
+versions() {
+	[[ -z $VERSIONS ]] || tr ',' '\n' <<<"$VERSIONS"
+}
 
 # version_index V: 1 for the first of VERSIONS, ...
 version_index() {
@@ -561,6 +587,53 @@ delete_service() {
 		--ignore-not-found --wait=false >/dev/null 2>&1 || true
 }
 
+# --- dev/gateway (--gateway istio) -------------------------------------------------------------
+
+build_gateway() {
+	[[ -x $ROOT/dev/gateway/build.sh ]] || die "dev/gateway/build.sh is missing"
+	local out
+	out=$("$ROOT/dev/gateway/build.sh" | tail -n 1) || die "dev/gateway/build.sh failed"
+	[[ -x $out ]] || die "dev/gateway/build.sh printed no binary path (got: $out)"
+	printf '%s\n' "$out"
+}
+
+# gateway_pod: "NAME IP LABELS" of the gateway chart's Running Pod (labels as k=v,k=v).
+gateway_pod() {
+	# shellcheck disable=SC2016 # a Go template, not shell
+	kube -n istio-ingress get pods -l app=istio-ingress,istio=ingress \
+		--field-selector=status.phase=Running -o go-template \
+		--template '{{range .items}}{{if not .metadata.deletionTimestamp}}{{.metadata.name}} {{.status.podIP}} {{range $k, $v := .metadata.labels}}{{$k}}={{$v}},{{end}}{{"\n"}}{{end}}{{end}}' |
+		sed 's/,$//' | head -n 1
+}
+
+gateway_ready() { curl_q "http://$GW_ADMIN/ready"; }
+
+# start_gateway: dev/gateway as the gateway chart's Pod, on CDIR/gateway.ip (the Service's
+# load-balancer IP), fed by CDIR's istiod; waits for its first applied configuration.
+start_gateway() {
+	local bin pod name ip labels
+	[[ -f $C/gateway.ip && -f $C/istiod.xds ]] ||
+		die "--gateway istio needs a cluster started with dev/localcluster start --istio ($C has no istiod)"
+	cluster_up || die "the cluster of $C/kubeconfig does not answer"
+	bin=$(build_gateway)
+	wait_until 60 test -n "$(gateway_pod)" || true
+	pod=$(gateway_pod)
+	[[ -n $pod ]] || die "no Running Pod of Deployment istio-ingress/istio-ingress (the gateway chart's) in $C"
+	read -r name ip labels <<<"$pod"
+	GW_ADDR=$(cat "$C/gateway.ip")
+	GW_ADMIN=127.0.0.1:$(free_port)
+	setsid env -u HTTP_PROXY -u http_proxy -u HTTPS_PROXY -u https_proxy "$bin" \
+		--xds "$(cat "$C/istiod.xds")" --pod "$name" --namespace istio-ingress --ip "$ip" \
+		--labels "$labels" --bind "$GW_ADDR" --admin "$GW_ADMIN" \
+		--ready-file "$D/standin/gateway.ready" >>"$D/standin/gateway.log" 2>&1 </dev/null &
+	echo $! >"$D/standin/gateway.pid"
+	if ! wait_until 120 gateway_ready; then
+		tail -n 20 "$D/standin/gateway.log" >&2
+		return 1
+	fi
+	say "dev/gateway as Pod istio-ingress/$name ($ip) on $GW_ADDR, xDS from istiod at $(cat "$C/istiod.xds"), admin http://$GW_ADMIN"
+}
+
 # --- commands -------------------------------------------------------------------------------
 
 need_root() {
@@ -570,10 +643,10 @@ need_root() {
 cmd_up() {
 	local dir="" owner=""
 	VERSIONS=v1,v2 WEIGHTS=90,10 HOSTS=goapp.dev NAMESPACE=dev APP=goapp GEN=1
-	C="" INGRESS_NS=istio-ingress
+	C="" INGRESS_NS=istio-ingress GATEWAY="" GW_ADDR="" GW_ADMIN=""
 	while (($#)); do
 		case $1 in
-		--weights | --versions | --host | --namespace | --app | --owner-pid | --cluster | --ingress-namespace)
+		--weights | --versions | --host | --namespace | --app | --owner-pid | --cluster | --ingress-namespace | --gateway)
 			[[ $# -ge 2 ]] || die "$1 needs a value"
 			case $1 in
 			--weights) WEIGHTS=$2 ;;
@@ -584,6 +657,7 @@ cmd_up() {
 			--owner-pid) owner=$2 ;;
 			--cluster) C=$2 ;;
 			--ingress-namespace) INGRESS_NS=$2 ;;
+			--gateway) GATEWAY=$2 ;;
 			esac
 			shift
 			;;
@@ -594,11 +668,19 @@ cmd_up() {
 	done
 	[[ -n $dir ]] || die "up: DIR is required"
 	need_root
-	check_lists
 	D=$(state_dir "$dir")
 	C=$(cd "${C:-$D}" && pwd) || die "--cluster: no such directory"
 	[[ -f $D/standin/state ]] && die "already up in $D (dev/standin.sh down $D)"
-	need_nginx
+	if [[ -z $GATEWAY ]]; then
+		GATEWAY=nginx
+		[[ -f $C/istiod.xds ]] && GATEWAY=istio
+	fi
+	case $GATEWAY in
+	nginx) need_nginx ;;
+	istio | none) ;;
+	*) die "--gateway: istio, nginx or none (got $GATEWAY)" ;;
+	esac
+	check_lists
 	command -v python3 >/dev/null 2>&1 || die "python3 is needed (free ports)"
 	local t0=$SECONDS bin
 	bin=$(build_goapp)
@@ -618,13 +700,22 @@ cmd_up() {
 		start_version "$v" || die "goapp $v did not answer on $(app_ip "$(version_index "$v")"):$APP_PORT"
 	done < <(versions)
 	podips_write
-	start_nginx || die "nginx did not start (logs under $D/standin/nginx)"
-	save_state
-	if cluster_up; then
-		cmd_service "$D"
-	else
-		say "no cluster answers at $C/kubeconfig: run dev/standin.sh service $D once it does"
-	fi
+	case $GATEWAY in
+	nginx)
+		start_nginx || die "nginx did not start (logs under $D/standin/nginx)"
+		save_state
+		if cluster_up; then
+			cmd_service "$D"
+		else
+			say "no cluster answers at $C/kubeconfig: run dev/standin.sh service $D once it does"
+		fi
+		;;
+	istio)
+		start_gateway || die "dev/gateway did not apply a configuration from istiod (log: $D/standin/gateway.log)"
+		save_state
+		;;
+	none) save_state ;;
+	esac
 	trap - EXIT
 	if [[ -n $owner ]]; then
 		# shellcheck disable=SC2016 # expanded by the inner shell, from its arguments
@@ -638,11 +729,22 @@ cmd_up() {
 		i=$((i + 1))
 		addrs+=" $v=$(app_ip "$i"):$APP_PORT"
 	done < <(versions)
-	say "up in $((SECONDS - t0)) s: nginx (standing in for the Istio ingress gateway) on 127.0.0.1:$PORT and :$NODEPORT, Host ${HOSTS//,/ } ->$addrs, weights $WEIGHTS"
-	printf '127.0.0.1:%s\n' "$PORT"
+	case $GATEWAY in
+	nginx)
+		say "up in $((SECONDS - t0)) s: nginx (standing in for the Istio ingress gateway) on 127.0.0.1:$PORT and :$NODEPORT, Host ${HOSTS//,/ } ->$addrs, weights $WEIGHTS"
+		printf '127.0.0.1:%s\n' "$PORT"
+		;;
+	istio)
+		say "up in $((SECONDS - t0)) s: dev/gateway (routes from istiod) on $GW_ADDR:80, apps$addrs"
+		printf '%s:80\n' "$GW_ADDR"
+		;;
+	none) say "up in $((SECONDS - t0)) s: apps$addrs" ;;
+	esac
 }
 
 check_lists() {
+	# No app at all: the gateway alone (apps come from other stand-ins sharing the cluster).
+	[[ -z $VERSIONS && $GATEWAY == istio ]] && return 0
 	[[ $VERSIONS =~ ^[a-z0-9]{1,8}(,[a-z0-9]{1,8})*$ ]] || die "--versions: lowercase names, comma separated"
 	local nv nw
 	nv=$(versions | wc -l)
@@ -656,7 +758,7 @@ check_lists() {
 cmd_down() {
 	D=$(state_dir "${1:-}")
 	ID=$(run_id "$D")
-	C=$D INGRESS_NS=istio-ingress
+	C=$D INGRESS_NS=istio-ingress GATEWAY=nginx
 	[[ -f $D/standin/state ]] && load_state
 	# The --owner-pid watcher (bash and its tail) is a process group of its own.
 	if pid_alive "$D/standin/owner-watch.pid"; then
@@ -664,6 +766,7 @@ cmd_down() {
 	fi
 	rm -f "$D/standin/owner-watch.pid"
 	stop_pid "$D/standin/nginx.pid"
+	stop_pid "$D/standin/gateway.pid"
 	local f ns l
 	for f in "$D"/standin/goapp-*.pid; do
 		[[ -e $f ]] && stop_pid "$f"
@@ -681,8 +784,9 @@ cmd_down() {
 	flock -u 9
 	exec 9>&-
 	podips_remove
-	delete_service
-	rm -f "$D/standin/state"
+	# The Service and Deployment of --gateway istio are the gateway chart's: they stay.
+	[[ $GATEWAY == nginx ]] && delete_service
+	rm -f "$D/standin/state" "$D/standin/gateway.ready"
 	say "down: $D"
 }
 
@@ -702,6 +806,7 @@ cmd_reconfigure() {
 	[[ -n $dir && -n $weights ]] || die "usage: dev/standin.sh reconfigure DIR --weights A,B"
 	D=$(state_dir "$dir")
 	load_state
+	[[ $GATEWAY == nginx ]] || die "reconfigure is for the nginx stand-in; dev/gateway takes its routes from istiod (edit the VirtualService)"
 	pid_alive "$D/standin/nginx.pid" || die "nginx is not running in $D"
 	WEIGHTS=$weights
 	check_lists
@@ -741,9 +846,17 @@ cmd_status() {
 	D=$(state_dir "${1:-}")
 	load_state
 	local v i=0 st
-	pid_alive "$D/standin/nginx.pid" && st=running || st=stopped
-	printf 'nginx (stand-in gateway): %s on 127.0.0.1:%s and :%s, hosts %s, weights %s = %s\n' \
-		"$st" "$PORT" "$NODEPORT" "$HOSTS" "$VERSIONS" "$WEIGHTS"
+	case $GATEWAY in
+	nginx)
+		pid_alive "$D/standin/nginx.pid" && st=running || st=stopped
+		printf 'nginx (stand-in gateway): %s on 127.0.0.1:%s and :%s, hosts %s, weights %s = %s\n' \
+			"$st" "$PORT" "$NODEPORT" "$HOSTS" "$VERSIONS" "$WEIGHTS"
+		;;
+	istio)
+		pid_alive "$D/standin/gateway.pid" && st=running || st=stopped
+		printf 'dev/gateway (routes from istiod): %s on %s:80, admin http://%s\n' "$st" "$GW_ADDR" "$GW_ADMIN"
+		;;
+	esac
 	while read -r v; do
 		i=$((i + 1))
 		pid_alive "$D/standin/goapp-$v.pid" && st=running || st=stopped

@@ -4,7 +4,9 @@
 # Installs what it needs (Debian packages: shellcheck, curl, openssl, gcc, and nginx-light and
 # iproute2 for the stand-in gateway of the verification tests), builds the pinned
 # control plane (etcd, kube-apiserver, kubectl, helm) into the cache outside the repo if it is
-# not there yet (dev/localcluster build; 10-20 min cold, seconds warm), then runs:
+# not there yet (dev/localcluster build; 10-20 min cold, seconds warm), istiod (pilot-discovery
+# from the pinned istio.io/istio, dev/localcluster build --istio; 10+ min cold) and dev/gateway
+# (the Go stand-in for the gateway's Envoy, dev/gateway/build.sh), then runs:
 # the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
 # by a real Tilt built from its Go module and cached like the control plane) and every test
 # (Rust unit and integration tests against real API servers, the Go tests of the sample app
@@ -32,6 +34,10 @@ step "control plane (dev/localcluster build)"
 dev/localcluster build
 BIN=$(dev/localcluster bin)
 export MESHLOOP_HELM="$BIN/helm"
+
+step "istiod (dev/localcluster build --istio) and dev/gateway (dev/gateway/build.sh)"
+dev/localcluster build --istio
+dev/gateway/build.sh >/dev/null
 
 step "cargo fmt --check"
 cargo fmt --check

@@ -3,6 +3,9 @@
 #
 #   dev/up.sh                       create (or reuse) the cluster, install or upgrade Istio
 #   ISTIO_VERSION=x.y.z dev/up.sh   the same with another Istio version (upgrades in place)
+#   dev/up.sh --no-kind             no kind cluster, no registry: install or upgrade Istio on
+#                                   the cluster of the current kubeconfig context (step 2 and 3
+#                                   only; dev/localcluster start --istio runs it this way)
 #
 # Every step is idempotent; running it again upgrades in place and changes nothing else:
 # 1. A kind cluster "meshloop" (kubectl context kind-meshloop), created through ctlptl when it
@@ -28,9 +31,17 @@
 #   REGISTRY_PORT       host port of the registry set up without ctlptl (default 5001)
 #   KIND_NODE_IMAGE     kindest/node image for a new cluster (default: the one kind picks)
 #   MESHLOOP_NO_CTLPTL  set to 1 to use kind even when ctlptl is installed
+#   ISTIO_CHARTS        a directory laid out as Istio's manifests/charts (base,
+#                       istio-control/istio-discovery, gateway): install those charts instead
+#                       of the chart repository's (no network; the version is the charts')
+#   ISTIO_VALUES        the gateway chart's values file (default dev/istio-values.yaml)
+#   ISTIO_EXTRA_VALUES  a directory whose base.yaml, istiod.yaml and gateway.yaml (each
+#                       optional) are given to that chart after the values above
+#   ISTIO_DEFAULT_REVISION  the base chart's defaultRevision (default: default)
 #
 # Needs docker (with a running daemon), kind, helm and kubectl; ctlptl is optional (it drives
-# kind). Runs with the bash 3.2 of macOS. dev/down.sh deletes the cluster.
+# kind); with --no-kind only helm and kubectl. Runs with the bash 3.2 of macOS. dev/down.sh
+# deletes the cluster.
 set -euo pipefail
 
 # The Istio version, pinned here only. The Docker-free tests use the CRDs of the same release
@@ -46,7 +57,10 @@ REGISTRY_PORT=${REGISTRY_PORT:-5001}
 APP_NAMESPACE=dev
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-VALUES=$ROOT/dev/istio-values.yaml
+VALUES=${ISTIO_VALUES:-$ROOT/dev/istio-values.yaml}
+EXTRA=${ISTIO_EXTRA_VALUES:-}
+CHARTS=${ISTIO_CHARTS:-}
+NO_KIND=0
 
 say() { printf 'up: %s\n' "$*" >&2; }
 die() {
@@ -57,8 +71,9 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 # All missing tools are named at once, each with where to get it.
 check_tools() {
-	local missing=() t
-	for t in docker kind helm kubectl; do
+	local missing=() t want=(docker kind helm kubectl)
+	((NO_KIND)) && want=(helm kubectl)
+	for t in "${want[@]}"; do
 		have "$t" || missing+=("$t")
 	done
 	if ((${#missing[@]})); then
@@ -74,12 +89,18 @@ check_tools() {
 		say "install them, put them on PATH and run dev/up.sh again"
 		exit 1
 	fi
+	((NO_KIND)) && return 0
 	docker info >/dev/null 2>&1 ||
 		die "docker is installed but its daemon does not answer ('docker info' failed): start Docker and retry"
 }
 
-k() { kubectl --context "$CONTEXT" "$@"; }
-h() { helm --kube-context "$CONTEXT" "$@"; }
+# With --no-kind, the current context of the kubeconfig (KUBECONFIG or ~/.kube/config).
+k() {
+	if ((NO_KIND)); then kubectl "$@"; else kubectl --context "$CONTEXT" "$@"; fi
+}
+h() {
+	if ((NO_KIND)); then helm "$@"; else helm --kube-context "$CONTEXT" "$@"; fi
+}
 
 # The gateway's http2 nodePort, from dev/istio-values.yaml (its one nodePort).
 node_port() {
@@ -212,6 +233,30 @@ installed_istio_version() {
 		sed -n 's/.*"app_version":"\([^"]*\)".*/\1/p'
 }
 
+# chart NAME: where the chart comes from (repository chart, or ISTIO_CHARTS's directory).
+chart() {
+	if [[ -z $CHARTS ]]; then
+		printf 'istio/%s\n' "$1"
+		return
+	fi
+	case $1 in
+	base) printf '%s/base\n' "$CHARTS" ;;
+	istiod) printf '%s/istio-control/istio-discovery\n' "$CHARTS" ;;
+	gateway) printf '%s/gateway\n' "$CHARTS" ;;
+	esac
+}
+
+# chart_args NAME: sets ARGS to --version for the repository's chart, and the extra values
+# file of that chart.
+chart_args() {
+	ARGS=()
+	[[ -z $CHARTS ]] && ARGS+=(--version "$ISTIO_VERSION")
+	if [[ -n $EXTRA && -f $EXTRA/$1.yaml ]]; then
+		ARGS+=(--values "$EXTRA/$1.yaml")
+	fi
+	return 0
+}
+
 install_istio() {
 	local before
 	before=$(installed_istio_version || true)
@@ -222,22 +267,33 @@ install_istio() {
 	else
 		say "upgrading Istio $before -> $ISTIO_VERSION"
 	fi
-	if ! helm repo add istio "$ISTIO_REPO" >/dev/null; then
-		die "helm repo 'istio' exists with another URL: helm repo remove istio (or point it at $ISTIO_REPO)"
+	if [[ -z $CHARTS ]]; then
+		if ! helm repo add istio "$ISTIO_REPO" >/dev/null; then
+			die "helm repo 'istio' exists with another URL: helm repo remove istio (or point it at $ISTIO_REPO)"
+		fi
+		helm repo update istio >/dev/null
 	fi
-	helm repo update istio >/dev/null
 	# Order matters on upgrade too: CRDs (base), then the control plane, then the gateway.
-	h upgrade --install istio-base istio/base --namespace istio-system --create-namespace \
-		--version "$ISTIO_VERSION" --set defaultRevision=default --wait --timeout 5m
-	h upgrade --install istiod istio/istiod --namespace istio-system \
-		--version "$ISTIO_VERSION" --set profile=demo --wait --timeout 5m
-	h upgrade --install istio-ingress istio/gateway --namespace istio-ingress --create-namespace \
-		--version "$ISTIO_VERSION" --values "$VALUES" --wait --timeout 5m
+	local t=$SECONDS
+	chart_args base
+	h upgrade --install istio-base "$(chart base)" --namespace istio-system --create-namespace \
+		${ARGS[@]+"${ARGS[@]}"} --set "defaultRevision=${ISTIO_DEFAULT_REVISION-default}" --wait --timeout 5m
+	say "istio-base: $((SECONDS - t)) s"
+	t=$SECONDS
+	chart_args istiod
+	h upgrade --install istiod "$(chart istiod)" --namespace istio-system \
+		${ARGS[@]+"${ARGS[@]}"} --set profile=demo --wait --timeout 5m
+	say "istiod: $((SECONDS - t)) s"
+	t=$SECONDS
+	chart_args gateway
+	h upgrade --install istio-ingress "$(chart gateway)" --namespace istio-ingress --create-namespace \
+		--values "$VALUES" ${ARGS[@]+"${ARGS[@]}"} --wait --timeout 5m
+	say "istio-ingress: $((SECONDS - t)) s"
 	if [[ -n $before && $before != "$ISTIO_VERSION" ]]; then
 		# Gateway proxies are injected when their Pods are created: restart to get the new one.
 		k -n istio-ingress rollout restart deployment/istio-ingress >/dev/null
 		k -n istio-ingress rollout status deployment/istio-ingress --timeout=180s >/dev/null
-		say "app sidecars keep the old proxy until their Pods restart: kubectl --context $CONTEXT -n $APP_NAMESPACE rollout restart deployment"
+		say "app sidecars keep the old proxy until their Pods restart: kubectl${CONTEXT:+ --context $CONTEXT} -n $APP_NAMESPACE rollout restart deployment"
 	fi
 }
 
@@ -250,21 +306,51 @@ usage() {
 	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2
 }
 
+# charts_version: the appVersion of ISTIO_CHARTS's istiod chart, what Helm records.
+charts_version() {
+	local f
+	f=$(chart istiod)/Chart.yaml
+	[[ -f $f ]] || die "ISTIO_CHARTS=$CHARTS: no $f (want the layout of Istio's manifests/charts)"
+	sed -n 's/^appVersion:[[:space:]]*"\{0,1\}\([^"]*\)"\{0,1\}[[:space:]]*$/\1/p' "$f"
+}
+
+# The gateway Service's address as meshloop verify reads it (load balancer, else none).
+service_address() {
+	k -n istio-ingress get service istio-ingress \
+		-o jsonpath='{.status.loadBalancer.ingress[0].ip}{.status.loadBalancer.ingress[0].hostname}' 2>/dev/null || true
+}
+
 main() {
-	case ${1:-} in
-	"") ;;
-	-h | --help)
-		usage
-		exit 0
-		;;
-	*)
-		say "unknown argument: $1 (settings are environment variables)"
-		usage
-		exit 2
-		;;
-	esac
+	while (($#)); do
+		case $1 in
+		--no-kind) NO_KIND=1 ;;
+		-h | --help)
+			usage
+			exit 0
+			;;
+		*)
+			say "unknown argument: $1 (settings are environment variables)"
+			usage
+			exit 2
+			;;
+		esac
+		shift
+	done
 	local t0=$SECONDS
 	check_tools
+	[[ -n $CHARTS ]] && ISTIO_VERSION=$(charts_version)
+	if ((NO_KIND)); then
+		CONTEXT=""
+		install_istio
+		ensure_app_namespace
+		say "ready in $((SECONDS - t0)) s"
+		printf '  %-10s %s\n' \
+			cluster "$(kubectl config current-context 2>/dev/null || echo '?') (current kubectl context)" \
+			istio "$ISTIO_VERSION${CHARTS:+ (charts from $CHARTS)} (base, istiod in istio-system; gateway istio-ingress in istio-ingress)" \
+			ingress "$(service_address) (Service istio-ingress/istio-ingress port http2)" \
+			namespace "$APP_NAMESPACE (istio-injection=enabled)"
+		return 0
+	fi
 	NODE_PORT=$(node_port)
 	INGRESS_HOST_PORT=${INGRESS_HOST_PORT:-$NODE_PORT}
 	ensure_cluster
@@ -278,7 +364,7 @@ main() {
 	printf '  %-10s %s\n' \
 		cluster "$CONTEXT (current kubectl context)" \
 		registry "${registry:-unknown}" \
-		istio "$ISTIO_VERSION (base, istiod in istio-system; gateway istio-ingress in istio-ingress)" \
+		istio "$ISTIO_VERSION${CHARTS:+ (charts from $CHARTS)} (base, istiod in istio-system; gateway istio-ingress in istio-ingress)" \
 		ingress "${ingress:-not published} (NodePort $NODE_PORT, Service istio-ingress/istio-ingress port http2)" \
 		namespace "$APP_NAMESPACE (istio-injection=enabled)"
 	printf '\nnext: tilt up\n'

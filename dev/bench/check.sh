@@ -6,7 +6,7 @@
 # binary has the `check` command, the median wall time of `meshloop check --offline DIR` as a
 # process (21 runs), which adds process start-up, and in the same run `istioctl analyze
 # --use-kube=false -A` over the same files (11 runs; istioctl is built once from the
-# istio.io/istio module pinned in dev/gomod/istioctl into the cache, several minutes cold; set
+# istio.io/istio module pinned in dev/gomod/istio into the cache, several minutes cold; set
 # MESHLOOP_BENCH_NO_ISTIOCTL=1 to leave it out), with the findings of both tallied by code.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -36,12 +36,12 @@ printf 'meshloop findings by code: %s\n' "$("$bin" check --offline --output json
 	python3 -c 'import json,sys,collections; c=collections.Counter(f["code"] for f in json.load(sys.stdin)); print(", ".join(f"{k} x{v}" for k,v in sorted(c.items())) or "none")')"
 
 [[ ${MESHLOOP_BENCH_NO_ISTIOCTL:-} == 1 ]] && exit 0
-mod=$(awk '$1 == "require" && $2 == "istio.io/istio" {print $3}' dev/gomod/istioctl/go.mod)
+mod=$(awk '$1 == "require" && $2 == "istio.io/istio" {print $3}' dev/gomod/istio/go.mod)
 istioctl=${MESHLOOP_CACHE:-$HOME/.cache/meshloop}/istioctl-${mod##*-}/istioctl
 if [[ ! -x $istioctl ]]; then
 	echo "building istioctl from istio.io/istio $mod (once; several minutes)"
 	mkdir -p "$(dirname "$istioctl")"
-	(cd dev/gomod/istioctl && GOTOOLCHAIN=local go build -trimpath -o "$istioctl.tmp" istio.io/istio/istioctl/cmd/istioctl)
+	(cd dev/gomod/istio && GOTOOLCHAIN=local go build -trimpath -o "$istioctl.tmp" istio.io/istio/istioctl/cmd/istioctl)
 	mv "$istioctl.tmp" "$istioctl"
 fi
 times=()

@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-mod=$(awk '$1 == "require" && $2 == "istio.io/istio" {print $3}' dev/gomod/istioctl/go.mod)
+mod=$(awk '$1 == "require" && $2 == "istio.io/istio" {print $3}' dev/gomod/istio/go.mod)
 istioctl=${MESHLOOP_CACHE:-$HOME/.cache/meshloop}/istioctl-${mod##*-}/istioctl
 [[ -x $istioctl ]] || {
 	echo "no istioctl at $istioctl: run dev/bench/check.sh first (it builds it)" >&2

@@ -26,7 +26,7 @@ const PODS_PER_SUBSET: usize = 3;
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Diagnosis {
     /// The broken hop: `gateway`, `server`, `virtualservice`, `rule`, `upstream`, `app`,
-    /// `mesh`, `split`.
+    /// `mesh`, `split`, `istiod`.
     pub hop: String,
     pub summary: String,
     /// The simulation of the request on the live model, one line per hop.
@@ -122,8 +122,13 @@ pub async fn diagnose(
                 }
             }
             _ => {
-                d.hop = "gateway".into();
-                d.summary = "the configuration routes this request, yet the gateway answered 404 without reaching an upstream: it has not received the configuration (istiod has not pushed it yet, or rejected it), or the Pods answering at the address are not the ones the Gateway selects".into();
+                if let Some(summary) = istiod_blame(cluster).await {
+                    d.hop = "istiod".into();
+                    d.summary = summary;
+                } else {
+                    d.hop = "gateway".into();
+                    d.summary = "the configuration routes this request, yet the gateway answered 404 without reaching an upstream: it has not received the configuration (istiod has not pushed it yet, or rejected it), or the Pods answering at the address are not the ones the Gateway selects".into();
+                }
             }
         }
         return d;
@@ -147,7 +152,16 @@ pub async fn diagnose(
     let broken_inside: Vec<&InClusterCheck> = d.in_cluster.iter().filter(|c| !c.ok).collect();
     let failing_dest = sim.destinations.iter().find(|x| x.fails_with.is_some());
     let split_only = result.failed_requests == 0 && result.split.as_ref().is_some_and(|s| !s.ok);
-    if split_only {
+    let stale = if split_only {
+        istiod_blame(cluster).await
+    } else {
+        None
+    };
+    if let Some(summary) = stale {
+        // The gateway serves what istiod pushed last; istiod cannot push the change.
+        d.hop = "istiod".into();
+        d.summary = summary;
+    } else if split_only {
         // Every request reached the app; only the shares are off.
         d.hop = "split".into();
         d.summary = format!(
@@ -221,6 +235,32 @@ pub async fn diagnose(
         );
     }
     d
+}
+
+/// A failure that a push from istiod would fix is istiod's when istiod is not ready: the gateway
+/// keeps serving the configuration it received last, as Envoy does, so nothing applied since
+/// reaches it. The summary for hop `istiod` in that case.
+async fn istiod_blame(cluster: Option<&Cluster>) -> Option<String> {
+    let why = istiod_not_ready(cluster?).await?;
+    Some(format!(
+        "{why}: the gateway keeps the configuration istiod pushed last, so what was applied since has not reached it (kubectl -n istio-system logs deployment/istiod)"
+    ))
+}
+
+/// Why istiod cannot push, from its Deployment as `meshloop doctor` reads it; None when it is
+/// available, not there (a gateway configured otherwise) or cannot be read.
+async fn istiod_not_ready(c: &Cluster) -> Option<String> {
+    use k8s_openapi::api::apps::v1::Deployment;
+    let api: kube::Api<Deployment> = kube::Api::namespaced(c.client.clone(), "istio-system");
+    let get = tokio::time::timeout(std::time::Duration::from_secs(5), api.get_opt("istiod"));
+    match get.await {
+        Ok(Ok(Some(dep))) => {
+            let available = dep.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            (available == 0)
+                .then(|| "istiod is not ready (Deployment istio-system/istiod: 0 available)".into())
+        }
+        _ => None,
+    }
 }
 
 fn dest_name(host: &str, subset: Option<&str>) -> String {

@@ -26,11 +26,19 @@ pub struct TestCluster {
 }
 
 fn start(name: &str, extra: &[&str]) -> TestCluster {
+    start_with_env(name, extra, &[])
+}
+
+/// Starts a cluster of this test binary, the processes of `dev/localcluster` seeing `env`
+/// besides the test's own environment.
+pub fn start_with_env(name: &str, extra: &[&str], env: &[(&str, &str)]) -> TestCluster {
     let script = repo_root().join("dev/localcluster");
-    let status = Command::new(&script)
-        .arg("build")
-        .status()
-        .expect("run dev/localcluster build");
+    let mut build = Command::new(&script);
+    build.arg("build");
+    if extra.contains(&"--istio") {
+        build.arg("--istio");
+    }
+    let status = build.status().expect("run dev/localcluster build");
     assert!(status.success(), "dev/localcluster build failed");
     let exe = std::env::current_exe().unwrap();
     let bin = exe.file_name().unwrap().to_string_lossy().into_owned();
@@ -43,6 +51,7 @@ fn start(name: &str, extra: &[&str]) -> TestCluster {
         .args(extra)
         .arg("--owner-pid")
         .arg(std::process::id().to_string())
+        .envs(env.iter().copied())
         .output()
         .expect("run dev/localcluster start");
     assert!(
@@ -87,6 +96,83 @@ pub fn bare_cluster() -> &'static TestCluster {
 pub fn workload_cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
     CLUSTER.get_or_init(|| start("workloads", &["--workloads"]))
+}
+
+/// A cluster with Istio and the gateway stand-in: `dev/localcluster start --istio` (Istio's
+/// charts installed by `dev/up.sh --no-kind`, the real istiod) and `dev/standin.sh up
+/// --gateway istio` with no app (dev/gateway posing as the gateway chart's Pod, its routes
+/// from istiod). App namespaces bring their own app versions (`--gateway none`).
+pub struct IstioCluster {
+    pub tc: TestCluster,
+    /// The gateway's address, the chart Service's load-balancer IP and port 80.
+    pub gateway: String,
+    /// The stand-in's directory (its state, dev/gateway's admin address).
+    pub standin: PathBuf,
+}
+
+impl IstioCluster {
+    pub fn start(name: &str) -> IstioCluster {
+        let tc = start(name, &["--istio"]);
+        let dir = tc.dir.clone().unwrap();
+        let standin = dir.join("gateway-standin");
+        std::fs::create_dir_all(&standin).unwrap();
+        let out = Command::new(repo_root().join("dev/standin.sh"))
+            .arg("up")
+            .arg(&standin)
+            .arg("--cluster")
+            .arg(&dir)
+            .args(["--gateway", "istio", "--versions", ""])
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run dev/standin.sh up");
+        assert!(
+            out.status.success(),
+            "dev/standin.sh up --gateway istio failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let gateway = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("the gateway address")
+            .trim()
+            .to_string();
+        IstioCluster {
+            tc,
+            gateway,
+            standin,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.tc.dir.as_deref().unwrap()
+    }
+
+    /// dev/gateway's admin address (GET /ready, GET /config).
+    pub fn gateway_admin(&self) -> String {
+        let state = std::fs::read_to_string(self.standin.join("standin/state")).unwrap();
+        state
+            .lines()
+            .find_map(|l| l.strip_prefix("GW_ADMIN="))
+            .expect("GW_ADMIN in the stand-in's state")
+            .to_string()
+    }
+
+    /// `dev/localcluster istiod-stop` / `istiod-start`.
+    pub fn istiod(&self, cmd: &str) {
+        let st = Command::new(repo_root().join("dev/localcluster"))
+            .arg(cmd)
+            .arg(self.dir())
+            .status()
+            .unwrap();
+        assert!(st.success(), "dev/localcluster {cmd} failed");
+    }
+}
+
+/// The shared Istio cluster of this test binary.
+pub fn istio_cluster() -> &'static IstioCluster {
+    static CLUSTER: OnceLock<IstioCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| IstioCluster::start("istio"))
 }
 
 /// A cluster of its own for a test that stops and restarts its API server.
