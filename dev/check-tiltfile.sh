@@ -3,9 +3,11 @@
 #
 #   dev/check-tiltfile.sh [TILTFILE]     (default: the Tiltfile at the repository root)
 #
+#   dev/check-tiltfile.sh --build        (only build tilt if it is not cached, print its path)
+#
 # Builds tilt at the version pinned in dev/gomod/tilt/go.mod into
-# ${MESHLOOP_CACHE:-~/.cache/meshloop}/tilt-<version>/bin/tilt if it is not there (5-15 min
-# cold on 2 cores, with cgo: tilt's Tiltfile language server needs it; cached afterwards),
+# ${MESHLOOP_CACHE:-~/.cache/meshloop}/tilt-<version>-notrim/bin/tilt if it is not there (5-15
+# min cold on 2 cores, with cgo: tilt's Tiltfile language server needs it; cached afterwards),
 # then runs `tilt alpha tiltfile-result`, which executes the Tiltfile (including `helm
 # template` of the chart) and prints what Tilt would run. It uses the helm that
 # `dev/localcluster build` caches, or helm on PATH, and a throwaway kubeconfig whose
@@ -20,7 +22,11 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MOD=$ROOT/dev/gomod/tilt
 TILT_VERSION=$(sed -n 's|^require github.com/tilt-dev/tilt \(v[0-9][^ ]*\)$|\1|p' "$MOD/go.mod")
 CACHE=${MESHLOOP_CACHE:-$HOME/.cache/meshloop}
-TILT_BIN=$CACHE/tilt-$TILT_VERSION/bin
+# Without -trimpath: `tilt up`/`tilt ci` find the web UI's static files through the source
+# path compiled into the binary (web.StaticPath uses runtime.Caller), and a -trimpath build
+# exits with "Could not find Tilt web static files". The -notrim key keeps an older -trimpath
+# build in the same cache from ever being reused.
+TILT_BIN=$CACHE/tilt-$TILT_VERSION-notrim/bin
 export GOTOOLCHAIN=${GOTOOLCHAIN:-local}
 export GOFLAGS=${GOFLAGS:--mod=readonly}
 
@@ -31,6 +37,11 @@ die() {
 }
 
 [[ -n $TILT_VERSION ]] || die "no 'require github.com/tilt-dev/tilt vX.Y.Z' line in $MOD/go.mod"
+BUILD_ONLY=0
+if [[ ${1:-} == --build ]]; then
+	BUILD_ONLY=1
+	shift
+fi
 TILTFILE=$(cd "$(dirname "${1:-$ROOT/Tiltfile}")" && pwd)/$(basename "${1:-Tiltfile}")
 [[ -f $TILTFILE ]] || die "no such file: $TILTFILE"
 
@@ -44,7 +55,7 @@ build_tilt() {
 	mkdir -p "$TILT_BIN"
 	tmp=$(mktemp -d "$TILT_BIN/.partial.XXXXXX")
 	log=$tmp/build.log
-	if ! (cd "$MOD" && CGO_ENABLED=1 go build -trimpath \
+	if ! (cd "$MOD" && CGO_ENABLED=1 go build \
 		-ldflags "-s -w -X main.version=${TILT_VERSION#v}" \
 		-o "$tmp/tilt" github.com/tilt-dev/tilt/cmd/tilt) >"$log" 2>&1; then
 		cat "$log" >&2
@@ -57,6 +68,10 @@ build_tilt() {
 }
 
 [[ -x $TILT_BIN/tilt ]] || build_tilt
+if ((BUILD_ONLY)); then
+	echo "$TILT_BIN/tilt"
+	exit 0
+fi
 
 helm_dir=$("$ROOT/dev/localcluster" bin)
 if [[ -x $helm_dir/helm ]]; then
