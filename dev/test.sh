@@ -7,7 +7,8 @@
 # not there yet (dev/localcluster build; 10-20 min cold, seconds warm), then runs:
 # the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
 # by a real Tilt built from its Go module and cached like the control plane) and every test
-# (Rust unit and integration tests against real API servers, the sample app's Go tests).
+# (Rust unit and integration tests against real API servers, the sample app's Go tests; among
+# them tests/tilt.rs, which runs the real Tilt built for the Tiltfile check, as root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
