@@ -14,6 +14,11 @@
 #   - `meshloop up` with the sample routing from charts/goapp (meshloop.yaml).
 # Then prints the status URL and the first verification report, and keeps running until
 # Ctrl-C, which stops everything it started.
+#
+#   dev/demo.sh --tilt   the same under the real Tilt (built from its module, dev/tilt.sh):
+#                        `tilt up --stream -- --demo` starts the stand-in, applies the workloads
+#                        and runs meshloop, with Tilt's log streamed here; Ctrl-C stops Tilt,
+#                        then `tilt down -- --demo` and `meshloop down` clear the cluster.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -24,6 +29,8 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 }
 
 DIR=${MESHLOOP_DEMO_DIR:-target/demo-cluster}
+TILT=0
+[[ ${1:-} == --tilt ]] && TILT=1
 LISTEN=127.0.0.1:8787
 MPID=""
 cleanup() {
@@ -36,6 +43,27 @@ cleanup() {
 	dev/localcluster stop "$DIR" || true
 }
 trap cleanup EXIT
+
+# The demo under `tilt up` (--tilt): Tilt starts the stand-in, applies the workloads and runs
+# meshloop (Tiltfile, --demo). When Tilt stops, the teardown Tilt does not do: the routing
+# objects are meshloop's.
+tilt_demo() {
+	say "tilt up --stream -- --demo (Tilt built from its module; Ctrl-C stops it)"
+	cat <<EOF
+Status:        http://$LISTEN/status     (readiness: http://$LISTEN/readyz)
+Tilt's API:    dev/tilt.sh get uiresources; dev/tilt.sh logs meshloop
+Try:           edit charts/goapp/templates/virtualservice.yaml and save: Tilt's log shows the
+               apply and the verification that follows; break the YAML: meshloop turns not
+               ready with the file:line:col, and the fix makes it Ready again
+EOF
+	local rc=0
+	trap ':' INT # Ctrl-C is Tilt's; the teardown below still runs
+	MESHLOOP_DEMO_DIR=$DIR dev/tilt.sh up --stream -- --demo || rc=$?
+	say "tilt down -- --demo, meshloop down"
+	MESHLOOP_DEMO_DIR=$DIR dev/tilt.sh down -- --demo || true
+	target/release/meshloop down || true
+	exit "$rc"
+}
 trap 'exit 0' INT TERM
 
 say "building meshloop and the control plane (cached after the first run)"
@@ -48,6 +76,7 @@ export MESHLOOP_HELM="$BIN/helm"
 say "local cluster with workloads, Istio's charts and the real istiod"
 KUBECONFIG=$(dev/localcluster start "$DIR" --istio | tail -n 1)
 export KUBECONFIG
+((TILT)) && tilt_demo
 
 say "app v1 and v2, dev/gateway (routes from istiod) standing in for the gateway's Envoy"
 INGRESS=$(dev/standin.sh up "$DIR" --gateway istio | tail -n 1)

@@ -9,8 +9,9 @@
 # (the Go stand-in for the gateway's Envoy, dev/gateway/build.sh), then runs:
 # the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
 # by a real Tilt built from its Go module and cached like the control plane) and every test
-# (Rust unit and integration tests against real API servers, the Go tests of the sample app
-# and of the stand-in gateway dev/gateway).
+# (Rust unit and integration tests against real API servers, among them tests/tilt.rs, which
+# runs the real Tilt built for the Tiltfile check, as root; the Go tests of the sample app and
+# of the stand-in gateway dev/gateway).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 

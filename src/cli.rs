@@ -71,6 +71,9 @@ pub enum Command {
     /// header, weighted splits observed, the broken hop named. Asks the running daemon when
     /// one answers on `listen`, else runs here.
     Verify(VerifyCli),
+    /// Delete every object of this instance from the cluster (both ownership labels), nothing
+    /// else: the teardown `tilt down` does not do.
+    Down(DownArgs),
     /// Check the environment: cluster, Istio CRDs, istiod, ingress address, injection label,
     /// and the Gateways' selectors against the gateway Pods.
     Doctor(DoctorArgs),
@@ -149,6 +152,15 @@ pub struct ApplyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Send the deletes as a server-side dry run; nothing is deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long, short, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Leave out pruning from the comparison.
     #[arg(long)]
@@ -191,6 +203,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Doctor(args) => doctor(&cli.global, args).await,
         Command::Verify(args) => verify(&cli.global, args).await,
         Command::Apply(args) => apply(&cli.global, args).await,
+        Command::Down(args) => down(&cli.global, args).await,
         Command::Diff(args) => {
             let apply_args = ApplyArgs {
                 dry_run: true,
@@ -495,6 +508,32 @@ async fn apply(global: &Global, args: ApplyArgs) -> Result<(), Failure> {
     }
 }
 
+async fn down(global: &Global, args: DownArgs) -> Result<(), Failure> {
+    let config = load_config(global).map_err(Failure::Usage)?;
+    let cluster = Cluster::connect(&target(global))
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let report = sync::down(
+        &cluster,
+        &config.instance,
+        config.owned_kinds.clone(),
+        args.dry_run,
+    )
+    .await;
+    match args.output {
+        Output::Json => print_json(&serde_json::json!({
+            "instance": config.instance,
+            "report": report,
+        })),
+        Output::Text => print_down(&report, &config.instance),
+    }
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(Failure::Failed(String::new()))
+    }
+}
+
 async fn diff(global: &Global, args: ApplyArgs) -> Result<(), Failure> {
     let (report, errors, _) = sync_once(global, &args).await?;
     match args.output {
@@ -615,6 +654,52 @@ fn print_report(report: &SyncReport, diff: bool) {
         },
         if c.conflicted > 0 {
             format!(", {} conflicted", c.conflicted)
+        } else {
+            String::new()
+        },
+        report.duration.as_millis()
+    );
+}
+
+/// One line per deleted object, then a summary; failures on stderr.
+fn print_down(report: &SyncReport, instance: &str) {
+    for e in &report.errors {
+        eprintln!("{} {e}", paint("error:", RED));
+    }
+    let word = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut out = std::io::stdout().lock();
+    for o in &report.objects {
+        match &o.outcome {
+            Outcome::Pruned => {
+                let _ = writeln!(
+                    out,
+                    "{}  {}  {}/{}",
+                    paint(word, MAGENTA),
+                    o.key.kind,
+                    o.key.namespace,
+                    o.key.name
+                );
+            }
+            Outcome::Failed { message } => eprintln!(
+                "{} {} {}/{}: {message}",
+                paint("error:", RED),
+                o.key.kind,
+                o.key.namespace,
+                o.key.name
+            ),
+            _ => {}
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{word} {} objects of instance {instance}{} ({} ms)",
+        report.counts.pruned,
+        if report.counts.failed > 0 {
+            format!(", {} failed", report.counts.failed)
         } else {
             String::new()
         },

@@ -593,6 +593,20 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
     report
 }
 
+/// Deletes every object of one instance, of every owned kind: those carrying both ownership
+/// labels, nothing else. It is a sync with nothing desired, so it lists, deletes (each exactly
+/// the object listed) and reports like prune does.
+pub async fn down(
+    cluster: &Cluster,
+    instance: &str,
+    owned: Vec<GroupKind>,
+    dry_run: bool,
+) -> SyncReport {
+    let mut opts = SyncOptions::new(instance, owned);
+    opts.dry_run = dry_run;
+    sync(cluster, &Desired::default(), &opts).await
+}
+
 fn version_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map_or(api_version, |(_, v)| v)
 }

@@ -641,3 +641,101 @@ fn the_sample_config_parses() {
     assert!(!cfg.sources.is_empty());
     let _ = Path::new(&cfg.base);
 }
+
+/// Applies an object as another client would, with the given labels.
+async fn apply_foreign(p: &Project, kind: &str, name: &str, labels: serde_json::Value) {
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "networking.istio.io/v1", "kind": kind,
+        "metadata": {"name": name, "namespace": p.ns.name, "labels": labels},
+        "spec": {"hosts": [format!("{name}.dev")]}
+    }))
+    .unwrap();
+    p.api(kind)
+        .patch(name, &PatchParams::apply("kubectl"), &Patch::Apply(&obj))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn down_deletes_every_object_of_the_instance_and_nothing_else() {
+    let p = Project::new("sync-down").await;
+    p.write("routing/gw.yaml", &gateway("goapp-gateway", "goapp.dev"));
+    p.write(
+        "routing/vs.yaml",
+        &virtual_service("goapp", "goapp.dev", 90),
+    );
+    let (r, _) = p.sync().await;
+    assert!(r.ok(), "{r:?}");
+    let ours =
+        json!({"app.kubernetes.io/managed-by": "meshloop", "meshloop.dev/instance": p.ns.name});
+    let other =
+        json!({"app.kubernetes.io/managed-by": "meshloop", "meshloop.dev/instance": "other"});
+    let half = json!({"meshloop.dev/instance": p.ns.name});
+    apply_foreign(&p, "VirtualService", "other-instance", other).await;
+    apply_foreign(&p, "VirtualService", "half", half).await;
+    apply_foreign(&p, "VirtualService", "unlabelled", json!({})).await;
+    // An object of the instance that no file defines any more is still the instance's.
+    apply_foreign(&p, "ServiceEntry", "left-over", ours).await;
+    // down reads no routing file: a broken one changes nothing.
+    p.write("routing/vs.yaml", "kind: [\n");
+
+    let out = p.cli(&["down", "--dry-run", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut names: Vec<&str> = v["report"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["outcome"] == "pruned")
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["goapp", "goapp-gateway", "left-over"], "{v:#}");
+    assert!(p.get("VirtualService", "goapp").await.is_some());
+
+    let out = p.cli(&["down"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("deleted 3 objects of instance {}", p.ns.name)),
+        "{stdout}"
+    );
+    assert!(p.get("VirtualService", "goapp").await.is_none());
+    assert!(p.get("Gateway", "goapp-gateway").await.is_none());
+    assert!(p.get("ServiceEntry", "left-over").await.is_none());
+    for name in ["other-instance", "half", "unlabelled"] {
+        assert!(p.get("VirtualService", name).await.is_some(), "{name}");
+    }
+    // Nothing left: a second down deletes nothing and succeeds.
+    let out = p.cli(&["down"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("deleted 0 objects"));
+}
+
+#[tokio::test]
+async fn down_exit_codes_are_those_of_apply() {
+    let p = Project::new("sync-down-codes").await;
+    p.write("meshloop.yaml", "instance: x\nsoruces: []\n");
+    let out = p.cli(&["down"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("meshloop.yaml:2:1"));
+
+    p.write("meshloop.yaml", "instance: x\n");
+    p.write(
+        "nowhere.kubeconfig",
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:1\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meshloop"))
+        .args(["down", "--kubeconfig"])
+        .arg(p.path("nowhere.kubeconfig"))
+        .current_dir(p.dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cluster unreachable"),
+        "{}",
+        text(&out.stderr)
+    );
+}
