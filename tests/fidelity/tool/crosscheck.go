@@ -1,0 +1,202 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// The error findings that say a route will fail. Destination findings predict 503 for the
+// destination they point at; binding findings predict that the object never gets the
+// requests meant for it (404 or refused).
+var (
+	destinationCodes = []string{"ML0115", "ML0117", "ML0118", "ML0119", "ML0122", "ML0304", "ML0402"}
+	bindingCodes     = []string{"ML0101", "ML0107", "ML0201"}
+)
+
+type finding struct {
+	Code     string `json:"code"`
+	Severity string `json:"severity"`
+	Object   string `json:"object"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
+}
+
+type crossCheck struct {
+	// Per kind (corpus, generated): findings the oracle confirms, refutes, or that no
+	// request reached; failing destinations (503) found by a finding, or missed.
+	confirmed, refuted, untested, found, missed map[string]int
+	byCode                                     map[string][3]int
+	refutations                                []string
+}
+
+func newCrossCheck() *crossCheck {
+	m := func() map[string]int { return map[string]int{} }
+	return &crossCheck{confirmed: m(), refuted: m(), untested: m(), found: m(), missed: m(), byCode: map[string][3]int{}}
+}
+
+func fileLine(at string) (string, int) {
+	parts := strings.Split(at, ":")
+	if len(parts) < 3 {
+		return "", 0
+	}
+	n, _ := strconv.Atoi(parts[len(parts)-2])
+	return strings.Join(parts[:len(parts)-2], ":"), n
+}
+
+// near: the finding points at the destination (its entry, or a field of it a few lines
+// below), or at a hop the destination went through (a DestinationRule subset).
+func near(f finding, d destination) bool {
+	if d.At != nil {
+		file, line := fileLine(*d.At)
+		if sameFile(file, f.File) && f.Line >= line && f.Line <= line+3 {
+			return true
+		}
+	}
+	for _, h := range d.Hops {
+		if h.At == nil {
+			continue
+		}
+		file, line := fileLine(*h.At)
+		if sameFile(file, f.File) && (f.Line-line) >= -1 && (f.Line-line) <= 1 {
+			return true
+		}
+	}
+	return false
+}
+
+func sameFile(a, b string) bool {
+	return a != "" && (a == b || strings.HasSuffix(a, "/"+b) || strings.HasSuffix(b, "/"+a))
+}
+
+func (cc *crossCheck) add(sc scenarioRun, ml, or []decision) {
+	var fs []finding
+	if sc.Check == "" || readJSON(sc.Check, &fs) != nil {
+		return
+	}
+	for _, f := range fs {
+		if f.Severity != "error" {
+			continue
+		}
+		var verdict int // 0 confirmed, 1 refuted, 2 untested
+		switch {
+		case contains(destinationCodes, f.Code):
+			verdict = destinationVerdict(f, ml, or)
+		case contains(bindingCodes, f.Code):
+			verdict = bindingVerdict(f, ml, or)
+		default:
+			continue
+		}
+		c := cc.byCode[f.Code]
+		c[verdict]++
+		cc.byCode[f.Code] = c
+		switch verdict {
+		case 0:
+			cc.confirmed[sc.Kind]++
+		case 1:
+			cc.refuted[sc.Kind]++
+			cc.refutations = append(cc.refutations, fmt.Sprintf("%s: %s %s %s:%d", sc.Name, f.Code, f.Object, f.File, f.Line))
+		default:
+			cc.untested[sc.Kind]++
+		}
+	}
+	cc.recall(sc, fs, ml, or)
+}
+
+// destinationVerdict: among requests that meshloop and the oracle route alike, one whose
+// destination the finding points at; the oracle confirms when that destination has no
+// healthy endpoint (or no cluster).
+func destinationVerdict(f finding, ml, or []decision) int {
+	verdict := 2
+	for i := range ml {
+		if ml[i].values()["destinations.cluster"] != or[i].values()["destinations.cluster"] {
+			continue
+		}
+		for j, d := range ml[i].Destinations {
+			if !near(f, d) {
+				continue
+			}
+			if h := or[i].Destinations[j].HealthyEndpoints; h != nil && *h > 0 {
+				return 1
+			}
+			verdict = 0
+		}
+	}
+	return verdict
+}
+
+// bindingVerdict: the object the finding is about (a VirtualService or Gateway) must never
+// be where the oracle sends a request; requests meshloop names it for (404 reasons) test it.
+func bindingVerdict(f finding, ml, or []decision) int {
+	kind, name, _ := strings.Cut(f.Object, " ")
+	verdict := 2
+	for i := range or {
+		var got *string
+		if kind == "Gateway" {
+			got = or[i].Gateway
+		} else {
+			got = or[i].VirtualService
+		}
+		if got != nil && *got == name {
+			return 1
+		}
+		if strings.Contains(ml[i].Detail.Reason, name) || (kind == "Gateway" && ml[i].Outcome != "routed" && or[i].Outcome != "routed") {
+			verdict = 0
+		}
+	}
+	return verdict
+}
+
+// recall: every destination the oracle gives traffic but no healthy endpoint should carry
+// an error finding.
+func (cc *crossCheck) recall(sc scenarioRun, fs []finding, ml, or []decision) {
+	for i := range or {
+		if ml[i].values()["destinations.cluster"] != or[i].values()["destinations.cluster"] {
+			continue
+		}
+		for j, d := range or[i].Destinations {
+			if d.Weight == 0 || d.HealthyEndpoints == nil || *d.HealthyEndpoints > 0 {
+				continue
+			}
+			hit := false
+			for _, f := range fs {
+				if f.Severity == "error" && contains(destinationCodes, f.Code) && near(f, ml[i].Destinations[j]) {
+					hit = true
+				}
+			}
+			if hit {
+				cc.found[sc.Kind]++
+			} else {
+				cc.missed[sc.Kind]++
+			}
+		}
+	}
+}
+
+func (cc *crossCheck) report(w io.Writer) {
+	fmt.Fprintf(w, "\nfindings cross-checked against the oracle (error findings that predict 404/503):\n")
+	for _, k := range []string{"corpus", "generated"} {
+		c, r, u := cc.confirmed[k], cc.refuted[k], cc.untested[k]
+		f, m := cc.found[k], cc.missed[k]
+		fmt.Fprintf(w, "  %-9s precision %s (%d confirmed, %d refuted, %d not reached by a request); recall on 503 destinations %s (%d found, %d missed)\n",
+			k, pct(c, c+r), c, r, u, pct(f, f+m), f, m)
+	}
+	for code, c := range cc.byCode {
+		fmt.Fprintf(w, "    %s: %d confirmed, %d refuted, %d not reached\n", code, c[0], c[1], c[2])
+	}
+	for i, r := range cc.refutations {
+		if i >= 20 {
+			fmt.Fprintf(w, "    ... %d more refuted\n", len(cc.refutations)-20)
+			break
+		}
+		fmt.Fprintf(w, "    REFUTED %s\n", r)
+	}
+}
+
+func pct(a, b int) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(a)/float64(b))
+}
