@@ -7,7 +7,9 @@
 # not there yet (dev/localcluster build; 10-20 min cold, seconds warm), then runs:
 # the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
 # by a real Tilt built from its Go module and cached like the control plane) and every test
-# (Rust unit and integration tests against real API servers, the sample app's Go tests).
+# (Rust unit and integration tests against real API servers, the sample app's Go tests), and
+# dev/fidelity.sh (meshloop explain against Istio's own translation, with the oracle built
+# once into the cache).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -39,7 +41,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "shellcheck"
-shellcheck dev/*.sh dev/bench/*.sh dev/localcluster
+shellcheck dev/*.sh dev/bench/*.sh dev/localcluster dev/oracle
 
 step "helm lint charts/goapp"
 "$BIN/helm" lint --quiet charts/goapp
@@ -53,3 +55,10 @@ step "go vet and go test (dev/goapp)"
 
 step "cargo test (unit and integration; the benchmarks run with dev/bench.sh)"
 cargo test --lib --bins --tests
+
+step "fidelity: meshloop explain against Istio's own translation (dev/fidelity.sh, ${FIDELITY_N:-2000} generated scenarios)"
+# The oracle links most of istiod: built once into the cache (10+ minutes cold).
+dev/oracle --build >/dev/null
+(cd dev/gomod/istio-oracle && GOTOOLCHAIN=local CGO_ENABLED=0 go vet -trimpath .)
+(cd tests/fidelity/tool && GOTOOLCHAIN=local go vet .)
+dev/fidelity.sh --n "${FIDELITY_N:-2000}"
