@@ -357,6 +357,20 @@ fn gateway_refs(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
         let GatewayTarget::Named { namespace, name } = &r.target else {
             continue;
         };
+        if let Some(name) = r.raw.value.strip_prefix("./") {
+            // Server hosts take `./host`; Istio's validation of a VirtualService does not.
+            out.push(Finding::new(
+                "ML0102",
+                Severity::Error,
+                meta,
+                r.raw.pos,
+                format!(
+                    "gateway {:?}: Istio rejects the namespace `.` in a VirtualService's gateways, so the VirtualService is not applied",
+                    r.raw.value
+                ),
+                format!("write `{name}` or `{own_ns}/{name}`"),
+            ));
+        }
         if r.legacy_dotted {
             let literal = m.gateway(own_ns, &r.raw.value);
             let (severity, message) = match literal {
@@ -377,7 +391,7 @@ fn gateway_refs(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             };
             let hint = match literal {
                 Some(_) => format!(
-                    "write `./{}` to name the Gateway in this namespace",
+                    "write `{own_ns}/{}` to name the Gateway in this namespace",
                     r.raw.value
                 ),
                 None => format!("write `{namespace}/{name}`"),

@@ -599,26 +599,25 @@ fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
     chosen
 }
 
+/// Envoy's string matching; `ignore_case` (ignoreUriCase) folds exact and prefix matches only:
+/// Envoy's `case_sensitive` does not apply to a regex, which always matches the whole value.
 fn string_match(sm: &StringMatch, value: Option<&str>, ignore_case: bool) -> bool {
     let Some(v) = value else { return false };
-    let (v, exact, prefix) = if ignore_case {
-        (
-            v.to_ascii_lowercase(),
-            sm.exact.as_ref().map(|e| e.to_ascii_lowercase()),
-            sm.prefix.as_ref().map(|p| p.to_ascii_lowercase()),
-        )
-    } else {
-        (v.to_string(), sm.exact.clone(), sm.prefix.clone())
+    let fold = |s: &str| {
+        if ignore_case {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_string()
+        }
     };
-    if let Some(e) = exact {
-        return v == e;
+    if let Some(e) = &sm.exact {
+        return fold(v) == fold(e);
     }
-    if let Some(p) = prefix {
-        return v.starts_with(&p);
+    if let Some(p) = &sm.prefix {
+        return fold(v).starts_with(&fold(p));
     }
     if let Some(r) = &sm.regex {
-        // Envoy's safe_regex matches the whole value.
-        return regex::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| re.is_match(&v));
+        return regex::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| re.is_match(v));
     }
     true
 }
@@ -837,9 +836,16 @@ impl Walk<'_> {
             ));
             return;
         }
-        let known = model::service_of(&host).is_some_and(|(ns, _)| m.services_known(ns));
+        // A cluster-local name in a namespace whose Services are known; or `name.ns`, which
+        // Istio takes as a full (external) name no ServiceEntry declares: neither has a cluster.
+        let known = match model::service_of(&host) {
+            Some((ns, _)) => m.services_known(ns),
+            None => host
+                .split_once('.')
+                .is_some_and(|(_, ns)| !ns.contains('.') && m.services_known(ns)),
+        };
         let detail = if known {
-            format!("no Service {host}")
+            format!("no Service or ServiceEntry {host}")
         } else {
             format!("Service {host} not among the known objects (not checked)")
         };
