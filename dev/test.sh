@@ -7,9 +7,9 @@
 # not there yet (dev/localcluster build; 10-20 min cold, seconds warm), then runs:
 # the static checks (cargo fmt, clippy, shellcheck, go vet, helm lint, the Tiltfile evaluated
 # by a real Tilt built from its Go module and cached like the control plane) and every test
-# (Rust unit and integration tests against real API servers, the sample app's Go tests), and
-# dev/fidelity.sh (meshloop explain against Istio's own translation, with the oracle built
-# once into the cache).
+# (Rust unit and integration tests against real API servers, the Go tests of the sample app
+# and of the stand-in gateway dev/gateway), and dev/fidelity.sh (meshloop explain against
+# Istio's own translation, with the oracle built once into the cache).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -41,7 +41,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "shellcheck"
-shellcheck dev/*.sh dev/bench/*.sh dev/localcluster dev/oracle
+shellcheck dev/*.sh dev/bench/*.sh dev/localcluster dev/oracle dev/gateway/build.sh
 
 step "helm lint charts/goapp"
 "$BIN/helm" lint --quiet charts/goapp
@@ -52,6 +52,9 @@ dev/check-tiltfile.sh
 
 step "go vet and go test (dev/goapp)"
 (cd dev/goapp && GOTOOLCHAIN=local go vet ./... && GOTOOLCHAIN=local go test -count=1 ./...)
+
+step "go vet and go test (dev/gateway: route matcher, proxy, xDS client against go-control-plane's ADS server)"
+(cd dev/gateway && GOTOOLCHAIN=local go vet ./... && GOTOOLCHAIN=local go test -count=1 ./...)
 
 step "cargo test (unit and integration; the benchmarks run with dev/bench.sh)"
 cargo test --lib --bins --tests

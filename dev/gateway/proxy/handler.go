@@ -28,13 +28,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &replyWriter{ResponseWriter: w, l: l}
 	prepareRequest(r, l)
 	req := route.Request{Host: r.Host, Path: requestPath(r, l), Method: r.Method, Scheme: "http", Headers: r.Header}
+	// The connection manager refuses an Upgrade it is not configured for, before routing.
+	if isUpgrade(r) && !upgradeAllowed(r, l) {
+		rw.local(http.StatusForbidden, "", nil)
+		return
+	}
 	d := route.Evaluate(snap.Routes[l.RouteName], req)
 	if d.Action == route.NoVirtualHost || d.Action == route.NoRoute {
 		rw.local(http.StatusNotFound, "", nil)
-		return
-	}
-	if isUpgrade(r) && !upgradeAllowed(r, l) {
-		rw.local(http.StatusForbidden, "", nil)
 		return
 	}
 	if l.FaultFilter && h.injectFault(rw, r, d) {
