@@ -3,12 +3,14 @@ package oracle_test
 import (
 	"errors"
 	"math"
+	"net/http"
 	"strings"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	networking "istio.io/api/networking/v1alpha3"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
+	gwroute "meshloop.dev/gateway/route"
 )
 
 // Request is one request to decide (the fields of `meshloop explain`).
@@ -56,52 +58,65 @@ type Destination struct {
 	Port   uint32  `json:"port"`
 	// Weight is the share of the route's traffic in percent.
 	Weight float64 `json:"weight"`
-	// HealthyEndpoints is -1 when the cluster does not exist (503 NC).
+	// HealthyEndpoints is 0 when the cluster does not exist (503 NC).
 	HealthyEndpoints int `json:"healthy_endpoints"`
 }
 
 func ptr[T any](v T) *T { return &v }
 
+// decide: Istio's simulation finds the listener and its route configuration for the port,
+// then Envoy's routing (meshloop.dev/gateway/route) picks the virtual host and the route.
 func (e *env) decide(rq Request) Decision {
 	d := Decision{Request: rq, Destinations: []Destination{}}
-	host := strings.ToLower(rq.Host)
-	if h, p, ok := strings.Cut(host, ":"); ok && p != "" && strings.Trim(p, "0123456789") == "" {
-		host = h
-	}
 	res := e.sim.Run(simulation.Call{
 		Port:       e.gw.listenPort(rq.Port),
-		HostHeader: host,
+		HostHeader: gwroute.StripPort(strings.ToLower(rq.Host)),
 		Path:       "/",
 		Protocol:   simulation.HTTP,
 		CallMode:   simulation.CallModeGateway,
 	})
 	rds := res.RouteConfigMatched
-	switch {
-	case rds == "" || errors.Is(res.Error, simulation.ErrNoListener) || errors.Is(res.Error, simulation.ErrNoFilterChain):
+	if rds == "" || errors.Is(res.Error, simulation.ErrNoListener) || errors.Is(res.Error, simulation.ErrNoFilterChain) {
 		d.Outcome = "no_listener"
 		return d
-	case errors.Is(res.Error, simulation.ErrTLSRedirect):
-		vh := selectVirtualHost(e.rds[rds], host)
-		d.Outcome, d.Status = "redirect", ptr(301)
-		if vh != nil {
-			gw, port := e.serverFor(rds, vh.Domains[0], "", nil)
-			d.Gateway, d.ServerPort = &gw, &port
-		}
-		return d
 	}
-	vh := selectVirtualHost(e.rds[rds], host)
+	rc := e.rds[rds]
+	req := routeRequest(rq)
+	vh := gwroute.SelectVirtualHost(rc, req.Host)
 	if vh == nil {
 		d.Outcome, d.Status = "404", ptr(404)
 		return d
 	}
-	r := matchRoute(vh, rq)
+	if vh.GetRequireTls() == route.VirtualHost_ALL {
+		// Plain HTTP to a virtual host that requires TLS: Envoy redirects to https (301).
+		gw, port := e.serverFor(rds, vh.Domains[0], "", nil)
+		d.Outcome, d.Status, d.Gateway, d.ServerPort = "redirect", ptr(301), &gw, &port
+		return d
+	}
+	r := gwroute.Match(vh, req)
 	if r == nil {
 		d.Outcome, d.Status = "404", ptr(404)
 		return d
 	}
 	e.describeRoute(&d, rds, vh, r)
-	e.act(&d, r)
+	e.act(&d, gwroute.Decide(rc, vh, r, req))
 	return d
+}
+
+// routeRequest is the request as Envoy's router sees it: the path normalised as istiod's
+// connection manager asks (normalize_path on, merge_slashes off).
+func routeRequest(rq Request) gwroute.Request {
+	h := http.Header{}
+	for k, v := range rq.Headers {
+		h.Add(k, v)
+	}
+	return gwroute.Request{
+		Host:    rq.Host,
+		Path:    gwroute.NormalizePath(rq.Path, true, false),
+		Method:  strings.ToUpper(rq.Method),
+		Scheme:  "http",
+		Headers: h,
+	}
 }
 
 // describeRoute names the VirtualService, rule and Gateway server a route came from.
@@ -120,69 +135,44 @@ func (e *env) describeRoute(d *Decision, rds string, vh *route.VirtualHost, r *r
 	}
 }
 
-// act reads the route's action: a redirect, a direct response, or clusters with weights
+// act reads the route's decision: a redirect, a direct response, or clusters with weights
 // (a route fails with 503 when none of its clusters exists with a healthy endpoint).
-func (e *env) act(d *Decision, r *route.Route) {
-	switch a := r.Action.(type) {
-	case *route.Route_Redirect:
-		d.Outcome, d.Status = "redirect", ptr(redirectStatus(a.Redirect))
+func (e *env) act(d *Decision, gd gwroute.Decision) {
+	switch gd.Action {
+	case gwroute.Redirect:
+		d.Outcome, d.Status = "redirect", ptr(gd.Status)
 		return
-	case *route.Route_DirectResponse:
-		d.Outcome, d.Status = "direct", ptr(int(a.DirectResponse.GetStatus()))
+	case gwroute.DirectResponse:
+		d.Outcome, d.Status = "direct", ptr(gd.Status)
 		return
-	case *route.Route_Route:
-		type wc struct {
-			name   string
-			weight uint32
-		}
-		var ws []wc
-		if c := a.Route.GetCluster(); c != "" {
-			ws = append(ws, wc{c, 1})
-		}
-		var total uint32
-		for _, w := range a.Route.GetWeightedClusters().GetClusters() {
-			ws = append(ws, wc{w.Name, w.GetWeight().GetValue()})
-		}
-		for _, w := range ws {
-			total += w.weight
-		}
-		ok := false
-		for _, w := range ws {
-			_, subset, h, port := model.ParseSubsetKey(w.name)
-			dst := Destination{Host: string(h), Port: uint32(port), HealthyEndpoints: -1}
-			if subset != "" {
-				dst.Subset = &subset
-			}
-			if total > 0 {
-				dst.Weight = math.Round(float64(w.weight)*10000/float64(total)) / 100
-			}
-			if _, exists := e.cds[w.name]; exists {
-				dst.HealthyEndpoints = e.healthy[w.name]
-				ok = ok || (dst.HealthyEndpoints > 0 && dst.Weight > 0)
-			}
-			d.Destinations = append(d.Destinations, dst)
-		}
-		if ok {
-			d.Outcome = "routed"
-		} else {
-			d.Outcome, d.Status = "503", ptr(503)
-		}
+	case gwroute.Forward:
 	default:
 		d.Outcome, d.Status = "404", ptr(404)
+		return
 	}
-}
-
-func redirectStatus(r *route.RedirectAction) int {
-	switch r.GetResponseCode() {
-	case route.RedirectAction_FOUND:
-		return 302
-	case route.RedirectAction_SEE_OTHER:
-		return 303
-	case route.RedirectAction_TEMPORARY_REDIRECT:
-		return 307
-	case route.RedirectAction_PERMANENT_REDIRECT:
-		return 308
-	default:
-		return 301
+	var total uint32
+	for _, c := range gd.Clusters {
+		total += c.Weight
+	}
+	ok := false
+	for _, c := range gd.Clusters {
+		_, subset, h, port := model.ParseSubsetKey(c.Name)
+		dst := Destination{Host: string(h), Port: uint32(port)}
+		if subset != "" {
+			dst.Subset = &subset
+		}
+		if total > 0 {
+			dst.Weight = math.Round(float64(c.Weight)*10000/float64(total)) / 100
+		}
+		if _, exists := e.cds[c.Name]; exists {
+			dst.HealthyEndpoints = e.healthy[c.Name]
+			ok = ok || (dst.HealthyEndpoints > 0 && dst.Weight > 0)
+		}
+		d.Destinations = append(d.Destinations, dst)
+	}
+	if ok {
+		d.Outcome = "routed"
+	} else {
+		d.Outcome, d.Status = "503", ptr(503)
 	}
 }

@@ -44,10 +44,8 @@ type gatewayWorkload struct {
 
 const defaultIngress = "istio-ingress/istio-ingress"
 
-func newEnv(t *testing.T, in *input, ingress string) *env {
+func newEnv(t *testing.T, s *xds.FakeDiscoveryServer, in *input, ingress string) *env {
 	gw := findGateway(in, ingress)
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: in.configs, KubernetesObjects: in.kube})
-	s.EnsureSynced(t)
 	proxy := s.SetupProxy(&model.Proxy{
 		Type:            model.Router,
 		ID:              "istio-ingress-oracle." + gw.namespace,
@@ -68,7 +66,7 @@ func newEnv(t *testing.T, in *input, ingress string) *env {
 		sim:     sim,
 		rds:     xdstest.ExtractRouteConfigurations(sim.Routes),
 		cds:     xdstest.ExtractClusters(sim.Clusters),
-		healthy: stableHealthy(s, proxy),
+		healthy: stableHealthy(t, s, proxy),
 		gw:      gw,
 	}
 }
@@ -76,11 +74,11 @@ func newEnv(t *testing.T, in *input, ingress string) *env {
 // stableHealthy counts the healthy endpoints of each EDS cluster. Endpoints reach the
 // discovery server through informers, so the count is read until two reads agree (Istio's
 // own tests retry the same way).
-func stableHealthy(s *xds.FakeDiscoveryServer, p *model.Proxy) map[string]int {
+func stableHealthy(t *testing.T, s *xds.FakeDiscoveryServer, p *model.Proxy) map[string]int {
 	prev := healthyEndpoints(s, p)
 	for range 50 {
 		time.Sleep(2 * time.Millisecond)
-		s.EnsureSynced(s.T())
+		s.EnsureSynced(t)
 		cur := healthyEndpoints(s, p)
 		if reflect.DeepEqual(prev, cur) {
 			return cur

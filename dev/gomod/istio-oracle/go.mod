@@ -8,6 +8,7 @@ require (
 	istio.io/istio v0.0.0-20260827124520-eed52ebb66ad
 	k8s.io/api v0.36.1
 	k8s.io/apimachinery v0.36.1
+	meshloop.dev/gateway v0.0.0
 	sigs.k8s.io/yaml v1.6.0
 )
 
@@ -150,3 +151,6 @@ require (
 	sigs.k8s.io/randfill v1.0.0 // indirect
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.0 // indirect
 )
+
+// Envoy's route semantics, shared with dev/gateway.
+replace meshloop.dev/gateway => ../../gateway

@@ -2,12 +2,15 @@ package oracle_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -27,7 +30,14 @@ type input struct {
 	vs map[string]*config.Config
 	// rejected: objects Istio's validation refuses, "kind ns/name: reason".
 	rejected []string
+	// kubeKey identifies the Kubernetes objects: scenarios with the same key can share a
+	// discovery server, only their Istio configs differ.
+	kubeKey string
 }
+
+// scenarioSeq makes every scenario's creation times distinct from every other's, so a
+// shared discovery server can tell a scenario's VirtualServices from the previous one's.
+var scenarioSeq atomic.Int64
 
 // defaultNamespace is what meshloop gives objects that name no namespace.
 const defaultNamespace = "default"
@@ -53,18 +63,24 @@ func load(paths []string) (*input, error) {
 		return nil, err
 	}
 	in := &input{vs: map[string]*config.Config{}}
-	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(scenarioSeq.Add(1)) * time.Hour)
+	kube := sha256.New()
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
 		for _, doc := range docSeparator.Split(string(raw), -1) {
-			if err := in.addDoc(f, doc, base); err != nil {
+			isKube, err := in.addDoc(f, doc, base)
+			if err != nil {
 				return nil, err
+			}
+			if isKube {
+				kube.Write([]byte(doc))
 			}
 		}
 	}
+	in.kubeKey = hex.EncodeToString(kube.Sum(nil))
 	in.kube = append(in.kube, synthesize(in.kube)...)
 	return in, nil
 }
@@ -103,16 +119,16 @@ type typeMeta struct {
 // addDoc sorts one YAML document into Istio configs or Kubernetes objects. Every Istio
 // object gets a creation time in file order (the order meshloop applies them in, which is
 // the order Istio merges VirtualServices of one host in) and the cluster domain.
-func (in *input) addDoc(file, doc string, base time.Time) error {
+func (in *input) addDoc(file, doc string, base time.Time) (kube bool, err error) {
 	if strings.TrimSpace(stripComments(doc)) == "" {
-		return nil
+		return false, nil
 	}
 	var tm typeMeta
 	if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
-		return fmt.Errorf("%s: %v", file, err)
+		return false, fmt.Errorf("%s: %v", file, err)
 	}
 	if tm.Kind == "" {
-		return nil
+		return false, nil
 	}
 	ns := tm.Metadata.Namespace
 	if ns == "" {
@@ -122,7 +138,7 @@ func (in *input) addDoc(file, doc string, base time.Time) error {
 		cfgs, _, err := crd.ParseInputs(doc)
 		if err != nil {
 			in.rejected = append(in.rejected, fmt.Sprintf("%s %s/%s: %v", tm.Kind, ns, tm.Metadata.Name, err))
-			return nil
+			return false, nil
 		}
 		for i := range cfgs {
 			c := cfgs[i]
@@ -135,12 +151,12 @@ func (in *input) addDoc(file, doc string, base time.Time) error {
 			}
 			in.configs = append(in.configs, c)
 		}
-		return nil
+		return false, nil
 	}
 	obj, _, err := kubelib.IstioCodec.UniversalDeserializer().Decode([]byte(doc), nil, nil)
 	if err != nil {
 		// Kinds the codec does not know (CRDs of other projects) take no part in routing.
-		return nil
+		return false, nil
 	}
 	if m, ok := obj.(interface{ GetNamespace() string }); ok && m.GetNamespace() == "" {
 		if s, ok := obj.(interface{ SetNamespace(string) }); ok {
@@ -148,7 +164,7 @@ func (in *input) addDoc(file, doc string, base time.Time) error {
 		}
 	}
 	in.kube = append(in.kube, obj)
-	return nil
+	return true, nil
 }
 
 func stripComments(doc string) string {

@@ -6,16 +6,20 @@
 //
 // It is a test binary because Istio's simulation takes a *testing.T. dev/oracle builds it once
 // and runs it with ORACLE_BATCH naming a JSON file: a list of scenarios, each
-// {"name", "files": [paths], "requests": path, "out": path}. Each scenario gets its own fake
-// discovery server (scenarios never share state) and runs as a parallel subtest; its decisions
-// are written to "out" as a JSON array, or {"error": ...} when the scenario could not run.
+// {"name", "files": [paths], "requests": path, "out": path}. ORACLE_WORKERS workers (default:
+// GOMAXPROCS) take scenarios in turn, each as a subtest; a worker keeps one discovery server
+// while the scenarios' Kubernetes objects stay the same and swaps only the Istio configs
+// (ORACLE_FRESH=1: a new server for every scenario). A scenario's decisions are written to
+// "out" as a JSON array, or {"error": ...} when the scenario could not run.
 package oracle_test
 
 import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strconv"
 	"testing"
 )
 
@@ -52,17 +56,31 @@ func TestOracle(t *testing.T) {
 		t.Fatalf("%s: %v", batch, err)
 	}
 	silenceIstioLogs()
-	for _, sc := range scenarios {
-		t.Run(sc.Name, func(t *testing.T) {
+	work := make(chan scenario)
+	go func() {
+		for _, sc := range scenarios {
+			work <- sc
+		}
+		close(work)
+	}()
+	workers := runtime.GOMAXPROCS(0)
+	if n, err := strconv.Atoi(os.Getenv("ORACLE_WORKERS")); err == nil && n > 0 {
+		workers = n
+	}
+	for i := range workers {
+		t.Run(fmt.Sprintf("worker-%d", i), func(t *testing.T) {
 			t.Parallel()
-			runScenario(t, sc)
+			w := &worker{t: t, fresh: os.Getenv("ORACLE_FRESH") != ""}
+			for sc := range work {
+				t.Run(sc.Name, func(t *testing.T) { runScenario(t, w, sc) })
+			}
 		})
 	}
 }
 
 // runScenario decides every request of one scenario and writes the decisions; whatever
 // stops it (a t.Fatal inside Istio's code, a panic) is written as the scenario's error.
-func runScenario(t *testing.T, sc scenario) {
+func runScenario(t *testing.T, w *worker, sc scenario) {
 	done := false
 	var rejected []string
 	defer func() {
@@ -91,7 +109,7 @@ func runScenario(t *testing.T, sc scenario) {
 		return
 	}
 	rejected = in.rejected
-	env := newEnv(t, in, sc.Ingress)
+	env := newEnv(t, w.server(t, in), in, sc.Ingress)
 	out := make([]Decision, 0, len(reqs))
 	for _, rq := range reqs {
 		out = append(out, env.decide(rq))
