@@ -11,7 +11,7 @@ import (
 // destination they point at; binding findings predict that the object never gets the
 // requests meant for it (404 or refused).
 var (
-	destinationCodes = []string{"ML0115", "ML0117", "ML0118", "ML0119", "ML0122", "ML0304", "ML0402"}
+	destinationCodes = []string{"ML0115", "ML0116", "ML0117", "ML0118", "ML0119", "ML0122", "ML0304", "ML0402"}
 	bindingCodes     = []string{"ML0101", "ML0107", "ML0201"}
 )
 
@@ -27,13 +27,15 @@ type crossCheck struct {
 	// Per kind (corpus, generated): findings the oracle confirms, refutes, or that no
 	// request reached; failing destinations (503) found by a finding, or missed.
 	confirmed, refuted, untested, found, missed map[string]int
-	byCode                                     map[string][3]int
-	refutations                                []string
+	// foundWarned: failing destinations a warning (not an error) points at.
+	foundWarned         map[string]int
+	byCode              map[string][3]int
+	refutations, misses []string
 }
 
 func newCrossCheck() *crossCheck {
 	m := func() map[string]int { return map[string]int{} }
-	return &crossCheck{confirmed: m(), refuted: m(), untested: m(), found: m(), missed: m(), byCode: map[string][3]int{}}
+	return &crossCheck{confirmed: m(), refuted: m(), untested: m(), found: m(), missed: m(), foundWarned: m(), byCode: map[string][3]int{}}
 }
 
 func fileLine(at string) (string, int) {
@@ -45,25 +47,35 @@ func fileLine(at string) (string, int) {
 	return strings.Join(parts[:len(parts)-2], ":"), n
 }
 
-// near: the finding points at the destination (its entry, or a field of it a few lines
-// below), or at a hop the destination went through (a DestinationRule subset).
-func near(f finding, d destination) bool {
-	if d.At != nil {
-		file, line := fileLine(*d.At)
-		if sameFile(file, f.File) && f.Line >= line && f.Line <= line+3 {
-			return true
-		}
-	}
-	for _, h := range d.Hops {
-		if h.At == nil {
+// linked returns the index of the destination a finding points at: the last destination
+// (of the VirtualService's file) that starts at or above the finding's line, a few lines up
+// at most; or a destination that went through the finding's line (a DestinationRule subset).
+func linked(f finding, ds []destination) int {
+	best, bestLine := -1, 0
+	for j, d := range ds {
+		if d.At == nil {
 			continue
 		}
-		file, line := fileLine(*h.At)
-		if sameFile(file, f.File) && (f.Line-line) >= -1 && (f.Line-line) <= 1 {
-			return true
+		file, line := fileLine(*d.At)
+		if sameFile(file, f.File) && line <= f.Line && f.Line-line <= 3 && line >= bestLine {
+			best, bestLine = j, line
 		}
 	}
-	return false
+	if best >= 0 {
+		return best
+	}
+	for j, d := range ds {
+		for _, h := range d.Hops {
+			if h.At == nil {
+				continue
+			}
+			file, line := fileLine(*h.At)
+			if sameFile(file, f.File) && f.Line-line >= -1 && f.Line-line <= 1 {
+				return j
+			}
+		}
+	}
+	return -1
 }
 
 func sameFile(a, b string) bool {
@@ -113,10 +125,7 @@ func destinationVerdict(f finding, ml, or []decision) int {
 		if ml[i].values()["destinations.cluster"] != or[i].values()["destinations.cluster"] {
 			continue
 		}
-		for j, d := range ml[i].Destinations {
-			if !near(f, d) {
-				continue
-			}
+		if j := linked(f, ml[i].Destinations); j >= 0 {
 			if h := or[i].Destinations[j].HealthyEndpoints; h != nil && *h > 0 {
 				return 1
 			}
@@ -159,16 +168,22 @@ func (cc *crossCheck) recall(sc scenarioRun, fs []finding, ml, or []decision) {
 			if d.Weight == 0 || d.HealthyEndpoints == nil || *d.HealthyEndpoints > 0 {
 				continue
 			}
-			hit := false
+			hit, warned := false, false
 			for _, f := range fs {
-				if f.Severity == "error" && contains(destinationCodes, f.Code) && near(f, ml[i].Destinations[j]) {
-					hit = true
+				if contains(destinationCodes, f.Code) && linked(f, ml[i].Destinations) == j {
+					hit = hit || f.Severity == "error"
+					warned = warned || f.Severity == "warning"
 				}
 			}
-			if hit {
+			switch {
+			case hit:
 				cc.found[sc.Kind]++
-			} else {
+			case warned:
+				cc.foundWarned[sc.Kind]++
 				cc.missed[sc.Kind]++
+			default:
+				cc.missed[sc.Kind]++
+				cc.misses = append(cc.misses, fmt.Sprintf("%s #%d: %s", sc.Name, i, d.cluster()))
 			}
 		}
 	}
@@ -178,9 +193,9 @@ func (cc *crossCheck) report(w io.Writer) {
 	fmt.Fprintf(w, "\nfindings cross-checked against the oracle (error findings that predict 404/503):\n")
 	for _, k := range []string{"corpus", "generated"} {
 		c, r, u := cc.confirmed[k], cc.refuted[k], cc.untested[k]
-		f, m := cc.found[k], cc.missed[k]
-		fmt.Fprintf(w, "  %-9s precision %s (%d confirmed, %d refuted, %d not reached by a request); recall on 503 destinations %s (%d found, %d missed)\n",
-			k, pct(c, c+r), c, r, u, pct(f, f+m), f, m)
+		f, m, fw := cc.found[k], cc.missed[k], cc.foundWarned[k]
+		fmt.Fprintf(w, "  %-9s precision %s (%d confirmed, %d refuted, %d not reached by a request); recall on 503 destinations %s (%d found by an error, %d missed); %s counting warnings (%d more)\n",
+			k, pct(c, c+r), c, r, u, pct(f, f+m), f, m, pct(f+fw, f+m), fw)
 	}
 	for code, c := range cc.byCode {
 		fmt.Fprintf(w, "    %s: %d confirmed, %d refuted, %d not reached\n", code, c[0], c[1], c[2])
@@ -191,6 +206,13 @@ func (cc *crossCheck) report(w io.Writer) {
 			break
 		}
 		fmt.Fprintf(w, "    REFUTED %s\n", r)
+	}
+	for i, r := range cc.misses {
+		if i >= 20 {
+			fmt.Fprintf(w, "    ... %d more missed\n", len(cc.misses)-20)
+			break
+		}
+		fmt.Fprintf(w, "    MISSED (503 destination without an error finding) %s\n", r)
 	}
 }
 
