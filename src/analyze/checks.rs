@@ -75,16 +75,25 @@ fn virtual_service(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             "add `hosts:` with the names this VirtualService serves (e.g. the Gateway's host)",
         ));
     }
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    for (h, fq) in vs.spec.hosts.iter().zip(&vs.hosts) {
-        if !seen.insert(fq) {
+    // Istio's validation rejects two hosts of one VirtualService that overlap (the same
+    // name, or a wildcard covering the other), compared as written.
+    for (i, (h, fq)) in vs.spec.hosts.iter().zip(&vs.hosts).enumerate() {
+        if let Some(earlier) = vs.spec.hosts[..i]
+            .iter()
+            .find(|e| hosts_intersect(&e.value, &h.value))
+        {
+            let what = if earlier.value == h.value {
+                format!("host {:?} is listed twice", h.value)
+            } else {
+                format!("hosts {:?} and {:?} overlap", earlier.value, h.value)
+            };
             out.push(Finding::new(
                 "ML0106",
-                Severity::Warning,
+                Severity::Error,
                 meta,
                 h.pos,
-                format!("host {:?} is listed twice", h.value),
-                "remove the duplicate",
+                format!("{what}: Istio rejects the VirtualService on apply"),
+                "keep one of them (a wildcard already covers the names it matches)",
             ));
         }
         if h.value == "*" && vs.binds_mesh() {

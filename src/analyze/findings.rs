@@ -16,7 +16,7 @@
 //! | ML0103 | warning | VirtualService bound to the mesh only, though a Gateway serves its host | |
 //! | ML0104 | error | VirtualService without hosts | |
 //! | ML0105 | error | host `*` on a VirtualService bound to the mesh | |
-//! | ML0106 | warning | the same host twice in one VirtualService | |
+//! | ML0106 | error | two hosts of one VirtualService overlap (the same twice, or a wildcard covering the other): Istio rejects it | |
 //! | ML0107 | error/warning | no host of the VirtualService matches a server host of a bound Gateway | IST0132 |
 //! | ML0108 | error | two mesh VirtualServices share a host | IST0109 |
 //! | ML0109 | warning | two VirtualServices on one Gateway share a host | KIA1106 |

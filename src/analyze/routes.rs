@@ -137,12 +137,22 @@ pub fn virtual_hosts<'a>(
 }
 
 /// A server with `httpsRedirect` redirects its hosts even when no VirtualService serves them.
+/// Istio names these virtual hosts after the server host as it stores it: `*/host` becomes
+/// `host`, but `ns/host` and `./host` keep their namespace (`./` spelt out), so their domain
+/// contains a `/` and matches no request: such a server redirects only the hosts a
+/// VirtualService brings.
 fn redirect_only_hosts<'a>(srv: &ServerRef<'a>, hosts: &mut Vec<VirtualHost<'a>>) {
     if !srv.https_redirect() {
         return;
     }
     for h in &srv.server.hosts {
-        let name = ServerHost::parse(h).host.to_ascii_lowercase();
+        let sh = ServerHost::parse(h);
+        let name = match sh.namespace.as_str() {
+            "*" => sh.host,
+            "." => format!("{}/{}", srv.gateway.meta.namespace(), sh.host),
+            ns => format!("{ns}/{}", sh.host),
+        }
+        .to_ascii_lowercase();
         match hosts.iter_mut().find(|v| v.domain == name) {
             Some(v) => v.https_redirect = true,
             None => hosts.push(VirtualHost {

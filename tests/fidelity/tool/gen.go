@@ -119,19 +119,18 @@ func (g *generator) virtualService(i int, gws []string) {
 			continue
 		}
 		gwns, name, _ := strings.Cut(ref, "/")
-		switch {
-		case gwns == ns && g.chance(0.5):
+		// Istio accepts `name` (own namespace) and `ns/name`; it rejects `./name`.
+		if gwns == ns && g.chance(0.5) {
 			gateways = append(gateways, name)
-		case gwns == ns && g.chance(0.5):
-			gateways = append(gateways, "./"+name)
-		default:
+		} else {
 			gateways = append(gateways, ref)
 		}
 	}
 	bound := len(gateways) > 0
 	hosts := []string{g.vsHost(bound)}
 	if g.chance(0.25) {
-		if h := g.vsHost(bound); h != hosts[0] {
+		// Istio rejects overlapping hosts in one VirtualService.
+		if h := g.vsHost(bound); !overlap(h, hosts[0]) {
 			hosts = append(hosts, h)
 		}
 	}
@@ -308,7 +307,9 @@ func (g *generator) requests() []request {
 			rq.Headers["x-canary"] = g.pick("1", "test", "TEST")
 		}
 		if g.chance(0.1) {
-			rq.Path += "?debug=1"
+			if !strings.Contains(rq.Path, "?") {
+				rq.Path += "?debug=1"
+			}
 		}
 		if g.chance(0.1) {
 			rq.Port = 8080
@@ -316,4 +317,12 @@ func (g *generator) requests() []request {
 		out = append(out, rq)
 	}
 	return out
+}
+
+// overlap: the same name, or a wildcard covering the other (Istio's host.Name.Matches).
+func overlap(a, b string) bool {
+	covers := func(p, h string) bool {
+		return p == h || p == "*" || (strings.HasPrefix(p, "*") && strings.HasSuffix(h, p[1:]))
+	}
+	return covers(a, b) || covers(b, a)
 }
