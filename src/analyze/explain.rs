@@ -278,8 +278,8 @@ impl<'a> Walk<'a> {
             return self.no_virtual_host(&servers);
         };
         self.server_hops(&servers, vh);
-        if vh.https_redirect {
-            return self.https_redirect(vh);
+        if let Some(srv) = vh.redirect {
+            return self.https_redirect(srv);
         }
         let found = vh.routes.iter().find(|r| {
             r.block
@@ -368,15 +368,15 @@ impl<'a> Walk<'a> {
     }
 
     /// A server with `tls.httpsRedirect` answers every request on its hosts with 301.
-    fn https_redirect(&mut self, vh: &VirtualHost) -> Outcome {
+    fn https_redirect(&mut self, srv: ServerRef) -> Outcome {
         let location = format!("https://{}{}", self.host, self.req.path);
-        self.decision.gateway = Some(vh.server.gateway.meta.ns_name());
+        self.decision.gateway = Some(srv.gateway.meta.ns_name());
         self.decision.server_port = Some(self.port);
         self.hops.push(hop(
             "action",
             true,
             format!("httpsRedirect to {location}"),
-            at(&vh.server.gateway.meta, vh.server.server.pos),
+            at(&srv.gateway.meta, srv.server.pos),
         ));
         Outcome::Redirect {
             status: 301,

@@ -10,8 +10,10 @@
 //!   (prefix `/` or regex `.*` without header, method or query conditions, or no match at all),
 //!   and the VirtualService's later rules are dropped; blocks for another port or Gateway are
 //!   left out;
-//! - VirtualServices that share a domain have their routes concatenated in the order they were
-//!   created (here: the order they were read), then the catch-all routes move to the end;
+//! - VirtualServices that share a domain have their routes concatenated in Istio's order for
+//!   the gateway: those private to its namespace, those exported to it by name, then the
+//!   public ones, each group in the order they were created (here: the order they were read);
+//!   then the catch-all routes move to the end;
 //! - a request picks the virtual host whose domain is exact, else the longest `*.suffix`, else
 //!   `*`; then the first route that matches.
 //!
@@ -55,9 +57,11 @@ pub struct RouteRef<'a> {
 pub struct VirtualHost<'a> {
     pub domain: String,
     pub routes: Vec<RouteRef<'a>>,
-    /// The first server that made this domain, and whether it asks for `httpsRedirect`.
+    /// The first server that made this domain.
     pub server: ServerRef<'a>,
-    pub https_redirect: bool,
+    /// The first server with `httpsRedirect` among those that made it: then every request
+    /// on this virtual host is redirected to https.
+    pub redirect: Option<ServerRef<'a>>,
 }
 
 /// The servers of `gateways` listening on `port`, in the order the Gateways were read.
@@ -89,16 +93,16 @@ pub fn virtual_hosts<'a>(
     servers: &[ServerRef<'a>],
     port: u32,
 ) -> Vec<VirtualHost<'a>> {
+    let proxy_ns = m.ingress.namespace.as_str();
+    let mut ordered: Vec<&'a VirtualService> = m
+        .virtual_services
+        .iter()
+        .filter(|vs| exported_to(&vs.spec.export_to, vs.meta.namespace(), proxy_ns))
+        .collect();
+    ordered.sort_by_key(|vs| merge_class(vs, proxy_ns));
     let mut hosts: Vec<VirtualHost<'a>> = Vec::new();
     for srv in servers {
-        for vs in m.virtual_services.iter().filter(|vs| {
-            vs.binds(&srv.gateway.meta)
-                && exported_to(
-                    &vs.spec.export_to,
-                    vs.meta.namespace(),
-                    &m.ingress.namespace,
-                )
-        }) {
+        for vs in ordered.iter().filter(|vs| vs.binds(&srv.gateway.meta)) {
             let domains = intersect(srv, vs);
             if domains.is_empty() {
                 continue;
@@ -111,13 +115,13 @@ pub fn virtual_hosts<'a>(
                 match hosts.iter_mut().find(|h| h.domain == d) {
                     Some(h) => {
                         h.routes.extend(routes.iter().copied());
-                        h.https_redirect |= srv.https_redirect();
+                        h.redirect = h.redirect.or(redirecting(srv));
                     }
                     None => hosts.push(VirtualHost {
                         domain: d,
                         routes: routes.clone(),
                         server: *srv,
-                        https_redirect: srv.https_redirect(),
+                        redirect: redirecting(srv),
                     }),
                 }
             }
@@ -134,6 +138,10 @@ pub fn virtual_hosts<'a>(
         h.routes = rest.into_iter().chain(catch_all).collect();
     }
     hosts
+}
+
+fn redirecting<'a>(srv: &ServerRef<'a>) -> Option<ServerRef<'a>> {
+    srv.https_redirect().then_some(*srv)
 }
 
 /// A server with `httpsRedirect` redirects its hosts even when no VirtualService serves them.
@@ -154,14 +162,28 @@ fn redirect_only_hosts<'a>(srv: &ServerRef<'a>, hosts: &mut Vec<VirtualHost<'a>>
         }
         .to_ascii_lowercase();
         match hosts.iter_mut().find(|v| v.domain == name) {
-            Some(v) => v.https_redirect = true,
+            Some(v) => v.redirect = v.redirect.or(Some(*srv)),
             None => hosts.push(VirtualHost {
                 domain: name,
                 routes: Vec::new(),
                 server: *srv,
-                https_redirect: true,
+                redirect: Some(*srv),
             }),
         }
+    }
+}
+
+/// Where a VirtualService comes in Istio's list for a gateway (its index by visibility): those
+/// of the gateway's own namespace kept private to it first, then those exported to that
+/// namespace by name, then the public ones; each group in creation order.
+fn merge_class(vs: &VirtualService, proxy_ns: &str) -> u8 {
+    let export = &vs.spec.export_to;
+    if export.is_empty() || export.iter().any(|e| e == "*") {
+        2
+    } else if vs.meta.namespace() == proxy_ns {
+        0
+    } else {
+        1
     }
 }
 

@@ -89,8 +89,10 @@ func (e *env) decide(rq Request) Decision {
 	}
 	if vh.GetRequireTls() == route.VirtualHost_ALL {
 		// Plain HTTP to a virtual host that requires TLS: Envoy redirects to https (301).
-		gw, port := e.serverFor(rds, vh.Domains[0], "", nil)
-		d.Outcome, d.Status, d.Gateway, d.ServerPort = "redirect", ptr(301), &gw, &port
+		d.Outcome, d.Status = "redirect", ptr(301)
+		if gw, port := e.redirectServerFor(rds, vh.Domains[0]); gw != "" {
+			d.Gateway, d.ServerPort = &gw, &port
+		}
 		return d
 	}
 	r := gwroute.Match(vh, req)
@@ -129,7 +131,7 @@ func (e *env) describeRoute(d *Decision, rds string, vh *route.VirtualHost, r *r
 	vs := cfg.Spec.(*networking.VirtualService)
 	d.VirtualService = &key
 	d.Rule = ptr(ruleIndex(vs, r.Name))
-	gw, port := e.serverFor(rds, vh.Domains[0], cfg.Namespace, vsGateways(cfg.Namespace, vs.Gateways))
+	gw, port := e.serverFor(rds, vh.Domains[0], cfg.Namespace, vsGateways(cfg.Namespace, vs.Gateways), resolveHosts(cfg.Namespace, vs.Hosts))
 	if gw != "" {
 		d.Gateway, d.ServerPort = &gw, &port
 	}

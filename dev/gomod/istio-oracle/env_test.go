@@ -155,16 +155,17 @@ func (g gatewayWorkload) listenPort(serverPort uint32) int {
 }
 
 // serverFor finds the Gateway server that put a virtual host with `domain` on the route
-// configuration `rds`: the first server (in Istio's merge order) whose Gateway is in `gws`
-// (empty: any) and whose hosts, as seen from namespace `ns`, cover the domain.
-func (e *env) serverFor(rds, domain, ns string, gws map[string]bool) (string, uint32) {
+// configuration `rds` for a VirtualService in namespace ns with hosts vsHosts (resolved):
+// the first server (in Istio's merge order) whose Gateway is in gws and one of whose hosts,
+// as seen from ns, intersects a VirtualService host in exactly that domain.
+func (e *env) serverFor(rds, domain, ns string, gws map[string]bool, vsHosts []string) (string, uint32) {
 	mg := e.proxy.MergedGateway
 	if mg == nil {
 		return "", 0
 	}
 	for _, srv := range mg.ServersByRouteName[rds] {
 		name := mg.GatewayNameForServer[srv]
-		if len(gws) > 0 && !gws[name] {
+		if !gws[name] {
 			continue
 		}
 		for _, h := range srv.Hosts {
@@ -172,27 +173,76 @@ func (e *env) serverFor(rds, domain, ns string, gws map[string]bool) (string, ui
 			if !found {
 				hh, hns = h, "*"
 			}
-			if ns != "" && hns != "*" && hns != ns {
+			if hns != "*" && hns != ns {
 				continue
 			}
-			if hostsIntersect(hh, domain) {
-				return name, srv.Port.GetNumber()
+			for _, vh := range vsHosts {
+				if intersection(hh, vh) == domain {
+					return name, srv.Port.GetNumber()
+				}
 			}
 		}
 	}
 	return "", 0
 }
 
-func hostsIntersect(a, b string) bool {
-	return wildcardCovers(a, b) || wildcardCovers(b, a)
+// redirectServerFor finds the first server with httpsRedirect that covers `domain`.
+func (e *env) redirectServerFor(rds, domain string) (string, uint32) {
+	mg := e.proxy.MergedGateway
+	if mg == nil {
+		return "", 0
+	}
+	for _, srv := range mg.ServersByRouteName[rds] {
+		if !srv.GetTls().GetHttpsRedirect() {
+			continue
+		}
+		for _, h := range srv.Hosts {
+			h = strings.ToLower(h)
+			if h == domain || subsetOf(domain, h) || subsetOf(h, domain) {
+				return mg.GatewayNameForServer[srv], srv.Port.GetNumber()
+			}
+		}
+	}
+	return "", 0
 }
 
-func wildcardCovers(pattern, h string) bool {
-	pattern, h = strings.ToLower(pattern), strings.ToLower(h)
-	if pattern == "*" || pattern == h {
+// intersection is the narrower of two hosts when one covers the other (Istio's
+// host.Names.Intersection for one pair), else "".
+func intersection(a, b string) string {
+	a, b = strings.ToLower(a), strings.ToLower(b)
+	switch {
+	case subsetOf(a, b):
+		return a
+	case subsetOf(b, a):
+		return b
+	}
+	return ""
+}
+
+// subsetOf: every name a covers, b covers (Istio's host.Name.SubsetOf).
+func subsetOf(a, b string) bool {
+	if b == "*" || a == b {
 		return true
 	}
-	return strings.HasPrefix(pattern, "*") && strings.HasSuffix(h, pattern[1:]) && len(h) > len(pattern)-1
+	if !strings.HasPrefix(b, "*") {
+		return false
+	}
+	if strings.HasPrefix(a, "*") {
+		return strings.HasSuffix(a[1:], b[1:])
+	}
+	return strings.HasSuffix(a, b[1:])
+}
+
+// resolveHosts expands short names as Istio does for a VirtualService in namespace ns.
+func resolveHosts(ns string, hosts []string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		if h != "*" && !strings.Contains(h, ".") {
+			h = h + "." + ns + ".svc.cluster.local"
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // vsGateways resolves a VirtualService's `gateways` the way istiod does.
