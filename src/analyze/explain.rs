@@ -535,14 +535,7 @@ pub(crate) fn ingress_gateway_list(m: &Model) -> Vec<&Gateway> {
 /// known, otherwise all of them (said so in a hop).
 fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
     let ing = &m.ingress;
-    let pods: Vec<&model::Workload> = match m.service(&ing.namespace, &ing.service) {
-        Some(svc) => m.pods_of(svc, None).collect(),
-        None => m
-            .workloads
-            .iter()
-            .filter(|w| w.namespace == ing.namespace && w.is_gateway())
-            .collect(),
-    };
+    let pods = ingress_pods(m);
     if pods.is_empty() {
         hops.push(hop(
             "gateway",
@@ -597,6 +590,19 @@ fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
         }
     }
     chosen
+}
+
+/// The Pods behind the ingress Service, or the gateway workloads of its namespace.
+fn ingress_pods(m: &Model) -> Vec<&model::Workload> {
+    let ing = &m.ingress;
+    match m.service(&ing.namespace, &ing.service) {
+        Some(svc) => m.pods_of(svc, None).collect(),
+        None => m
+            .workloads
+            .iter()
+            .filter(|w| w.namespace == ing.namespace && w.is_gateway())
+            .collect(),
+    }
 }
 
 /// Envoy's string matching; `ignore_case` (ignoreUriCase) folds exact and prefix matches only:

@@ -197,6 +197,11 @@ func (e *env) redirectServerFor(rds, domain string) (string, uint32) {
 			continue
 		}
 		for _, h := range srv.Hosts {
+			// A namespaced host (`dev/goapp.dev`) redirects the domains it makes with a
+			// VirtualService of that namespace.
+			if _, name, found := strings.Cut(h, "/"); found {
+				h = name
+			}
 			h = strings.ToLower(h)
 			if h == domain || subsetOf(domain, h) || subsetOf(h, domain) {
 				return mg.GatewayNameForServer[srv], srv.Port.GetNumber()
