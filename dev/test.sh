@@ -11,7 +11,8 @@
 # by a real Tilt built from its Go module and cached like the control plane) and every test
 # (Rust unit and integration tests against real API servers, among them tests/tilt.rs, which
 # runs the real Tilt built for the Tiltfile check, as root; the Go tests of the sample app and
-# of the stand-in gateway dev/gateway).
+# of the stand-in gateway dev/gateway), and dev/fidelity.sh (meshloop explain against
+# Istio's own translation, with the oracle built once into the cache).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -47,7 +48,7 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 step "shellcheck"
-shellcheck dev/*.sh dev/bench/*.sh dev/localcluster dev/gateway/build.sh
+shellcheck dev/*.sh dev/bench/*.sh dev/localcluster dev/oracle dev/gateway/build.sh
 
 step "helm lint charts/goapp"
 "$BIN/helm" lint --quiet charts/goapp
@@ -64,3 +65,10 @@ step "go vet and go test (dev/gateway: route matcher, proxy, xDS client against 
 
 step "cargo test (unit and integration; the benchmarks run with dev/bench.sh)"
 cargo test --lib --bins --tests
+
+step "fidelity: meshloop explain against Istio's own translation (dev/fidelity.sh, ${FIDELITY_N:-2000} generated scenarios)"
+# The oracle links most of istiod: built once into the cache (10+ minutes cold).
+dev/oracle --build >/dev/null
+(cd dev/gomod/istio-oracle && GOTOOLCHAIN=local CGO_ENABLED=0 go vet -trimpath .)
+(cd tests/fidelity/tool && GOTOOLCHAIN=local go vet .)
+dev/fidelity.sh --n "${FIDELITY_N:-2000}"

@@ -108,8 +108,12 @@ pub struct CheckCli {
 #[derive(Debug, Args)]
 pub struct ExplainCli {
     /// The Host header of the request.
-    #[arg(long)]
-    pub host: String,
+    #[arg(long, required_unless_present = "requests")]
+    pub host: Option<String>,
+    /// A JSON file with many requests, `[{host, path, method, headers, port}]` (as `dev/oracle`
+    /// takes); prints one explanation per request (with `-o json`, a JSON array).
+    #[arg(long, conflicts_with = "host")]
+    pub requests: Option<PathBuf>,
     #[arg(long, default_value = "/")]
     pub path: String,
     #[arg(long, default_value = "GET")]
@@ -292,7 +296,8 @@ async fn explain(global: &Global, args: ExplainCli) -> ExitCode {
     };
     let cluster = optional_cluster(global, args.offline).await;
     let a = crate::analyze::command::ExplainArgs {
-        host: args.host,
+        host: args.host.unwrap_or_default(),
+        requests: args.requests,
         path: args.path,
         method: args.method,
         headers: args.headers,

@@ -75,16 +75,25 @@ fn virtual_service(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             "add `hosts:` with the names this VirtualService serves (e.g. the Gateway's host)",
         ));
     }
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    for (h, fq) in vs.spec.hosts.iter().zip(&vs.hosts) {
-        if !seen.insert(fq) {
+    // Istio's validation rejects two hosts of one VirtualService that overlap (the same
+    // name, or a wildcard covering the other), compared as written.
+    for (i, (h, fq)) in vs.spec.hosts.iter().zip(&vs.hosts).enumerate() {
+        if let Some(earlier) = vs.spec.hosts[..i]
+            .iter()
+            .find(|e| hosts_intersect(&e.value, &h.value))
+        {
+            let what = if earlier.value == h.value {
+                format!("host {:?} is listed twice", h.value)
+            } else {
+                format!("hosts {:?} and {:?} overlap", earlier.value, h.value)
+            };
             out.push(Finding::new(
                 "ML0106",
-                Severity::Warning,
+                Severity::Error,
                 meta,
                 h.pos,
-                format!("host {:?} is listed twice", h.value),
-                "remove the duplicate",
+                format!("{what}: Istio rejects the VirtualService on apply"),
+                "keep one of them (a wildcard already covers the names it matches)",
             ));
         }
         if h.value == "*" && vs.binds_mesh() {
@@ -357,6 +366,20 @@ fn gateway_refs(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
         let GatewayTarget::Named { namespace, name } = &r.target else {
             continue;
         };
+        if let Some(name) = r.raw.value.strip_prefix("./") {
+            // Server hosts take `./host`; Istio's validation of a VirtualService does not.
+            out.push(Finding::new(
+                "ML0102",
+                Severity::Error,
+                meta,
+                r.raw.pos,
+                format!(
+                    "gateway {:?}: Istio rejects the namespace `.` in a VirtualService's gateways, so the VirtualService is not applied",
+                    r.raw.value
+                ),
+                format!("write `{name}` or `{own_ns}/{name}`"),
+            ));
+        }
         if r.legacy_dotted {
             let literal = m.gateway(own_ns, &r.raw.value);
             let (severity, message) = match literal {
@@ -377,7 +400,7 @@ fn gateway_refs(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             };
             let hint = match literal {
                 Some(_) => format!(
-                    "write `./{}` to name the Gateway in this namespace",
+                    "write `{own_ns}/{}` to name the Gateway in this namespace",
                     r.raw.value
                 ),
                 None => format!("write `{namespace}/{name}`"),
@@ -702,19 +725,7 @@ fn destinations(
                     ));
                 }
                 (None, _) if svc.ports.len() > 1 => {
-                    out.push(Finding::new(
-                        "ML0118",
-                        Severity::Error,
-                        meta,
-                        d.host.pos,
-                        format!(
-                            "Service {}/{} has several ports ({}); the destination must name one",
-                            svc.namespace,
-                            svc.name,
-                            ports.join(", ")
-                        ),
-                        "add `port: {number: N}` to the destination",
-                    ));
+                    out.push(port_required(m, vs, svc, &d.host, &ports));
                 }
                 _ => {}
             }
@@ -765,17 +776,86 @@ fn destinations(
             "remove the weight, or add the destination that should get the rest",
         ));
     }
-    if route.len() > 1 && weights.iter().all(|w| *w == Some(0)) {
+    // Istio's validation adds the weights (an unset one counts 0) and rejects a route with
+    // several destinations whose total is 0: the webhook refuses the whole VirtualService.
+    if route.len() > 1 && weights.iter().all(|w| w.unwrap_or(0) == 0) {
         let pos = route[0].weight.as_ref().map_or(route[0].pos, |w| w.pos);
+        let what = if weights.iter().all(Option::is_none) {
+            "has several destinations and no weights"
+        } else {
+            "gives every destination weight 0"
+        };
         out.push(Finding::new(
             "ML0122",
-            Severity::Warning,
+            Severity::Error,
             meta,
             pos,
-            format!("every destination of {label} has weight 0, so none receives traffic"),
-            "give at least one destination a positive weight",
+            format!("{label} {what}: the total weight is 0, which Istio rejects on apply"),
+            "give the destinations weights (relative shares; at least one positive)",
         ));
     }
+}
+
+/// A destination without `port` to a Service with several ports. On a gateway Istio sends
+/// it to the Service port equal to the server's port: an error (503) when some bound server
+/// port is not a port of the Service, a warning when every one happens to be.
+fn port_required(
+    m: &Model,
+    vs: &VirtualService,
+    svc: &model::Service,
+    host: &Loc<String>,
+    ports: &[String],
+) -> Finding {
+    let server_ports: Vec<u32> = vs
+        .gateways
+        .iter()
+        .filter_map(|g| match &g.target {
+            model::GatewayTarget::Named { namespace, name } => m.gateway(namespace, name),
+            model::GatewayTarget::Mesh => None,
+        })
+        .flat_map(|g| g.spec.servers.iter())
+        .filter_map(|s| {
+            s.port
+                .as_ref()
+                .and_then(|p| p.number.as_ref())
+                .map(|n| n.value)
+        })
+        .collect();
+    let missing: Vec<String> = server_ports
+        .iter()
+        .filter(|p| !svc.ports.iter().any(|sp| sp.port == **p))
+        .map(u32::to_string)
+        .collect();
+    let works = !vs.binds_mesh() && !server_ports.is_empty() && missing.is_empty();
+    let (severity, consequence) = if works {
+        (
+            Severity::Warning,
+            "requests go to the Service port equal to the gateway server port".to_string(),
+        )
+    } else if missing.is_empty() {
+        (Severity::Error, "the destination must name one".to_string())
+    } else {
+        (
+            Severity::Error,
+            format!(
+                "requests on gateway port {} go to that Service port, which does not exist: 503",
+                missing.join(", ")
+            ),
+        )
+    };
+    Finding::new(
+        "ML0118",
+        severity,
+        &vs.meta,
+        host.pos,
+        format!(
+            "Service {}/{} has several ports ({}) and the destination names none; {consequence}",
+            svc.namespace,
+            svc.name,
+            ports.join(", ")
+        ),
+        "add `port: {number: N}` to the destination",
+    )
 }
 
 /// Reports a destination host that names nothing; true when it is a misnamed Service.

@@ -46,6 +46,8 @@ pub struct CheckArgs {
 #[derive(Debug, Clone)]
 pub struct ExplainArgs {
     pub host: String,
+    /// A JSON file of requests to explain instead of `host`/`path`/...
+    pub requests: Option<PathBuf>,
     pub path: String,
     pub method: String,
     /// `--header k=v`, already split.
@@ -62,6 +64,7 @@ impl Default for ExplainArgs {
     fn default() -> Self {
         ExplainArgs {
             host: String::new(),
+            requests: None,
             path: "/".into(),
             method: "GET".into(),
             headers: Vec::new(),
@@ -415,15 +418,26 @@ pub async fn check(
     }
 }
 
-/// Simulates the request of `args` over the gathered inputs.
+/// Simulates the request of `args` (or each request of `args.requests`) over the gathered
+/// inputs.
 pub async fn run_explain(
     args: &ExplainArgs,
     config: Option<&Config>,
     cluster: Option<&Cluster>,
-) -> Result<(Explanation, Vec<String>), CommandError> {
-    if args.host.is_empty() {
-        return Err(CommandError::Usage("--host is required".into()));
-    }
+) -> Result<(Vec<Explanation>, Vec<String>), CommandError> {
+    let requests = match &args.requests {
+        Some(path) => read_requests(path)?,
+        None if args.host.is_empty() => {
+            return Err(CommandError::Usage("--host is required".into()));
+        }
+        None => vec![Request {
+            host: args.host.clone(),
+            path: args.path.clone(),
+            method: args.method.clone(),
+            headers: args.headers.iter().cloned().collect(),
+            port: args.port,
+        }],
+    };
     let inputs = gather(&args.paths, args.offline, config, cluster).await?;
     let model = Model::build(
         &inputs.objects,
@@ -431,18 +445,27 @@ pub async fn run_explain(
         inputs.facts.as_ref(),
         &inputs.ingress,
     );
-    let req = Request {
-        host: args.host.clone(),
-        path: if args.path.starts_with('/') {
-            args.path.clone()
-        } else {
-            format!("/{}", args.path)
-        },
-        method: args.method.to_ascii_uppercase(),
-        headers: args.headers.iter().cloned().collect(),
-        port: args.port,
-    };
-    Ok((explain::explain(&model, &req), inputs.notes))
+    let out = requests
+        .into_iter()
+        .map(|r| explain::explain(&model, &r.normalized()))
+        .collect();
+    Ok((out, inputs.notes))
+}
+
+/// Reads `[{host, path, method, headers, port}]`; a malformed file names its line and column.
+fn read_requests(path: &Path) -> Result<Vec<Request>, CommandError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CommandError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| {
+        CommandError::Usage(format!(
+            "{}:{}:{}: expected a JSON array of requests {{host, path, method, headers, port}}: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
 }
 
 /// Parses `k=v` (or `k:v`) as given to `--header`.
@@ -470,21 +493,30 @@ pub async fn explain(
             eprintln!("error: {e}");
             ExitCode::from(2)
         }
-        Ok((ex, notes)) => {
+        Ok((all, notes)) => {
             for n in &notes {
                 eprintln!("note: {n}");
             }
             let mut out = std::io::stdout().lock();
-            let _ = match args.format {
-                Format::Json => serde_json::to_writer_pretty(&mut out, &ex)
+            let _ = match (args.format, &args.requests) {
+                (Format::Json, None) => serde_json::to_writer_pretty(&mut out, &all[0])
                     .map_err(std::io::Error::other)
                     .and_then(|_| writeln!(out)),
-                Format::Text => out.write_all(ex.render_text().as_bytes()),
+                (Format::Json, Some(_)) => serde_json::to_writer_pretty(&mut out, &all)
+                    .map_err(std::io::Error::other)
+                    .and_then(|_| writeln!(out)),
+                (Format::Text, _) => all
+                    .iter()
+                    .try_for_each(|ex| out.write_all(ex.render_text().as_bytes())),
             };
-            let served = matches!(
-                ex.outcome,
-                Outcome::Routed { .. } | Outcome::Redirect { .. } | Outcome::DirectResponse { .. }
-            );
+            let served = all.iter().all(|ex| {
+                matches!(
+                    ex.outcome,
+                    Outcome::Routed { .. }
+                        | Outcome::Redirect { .. }
+                        | Outcome::DirectResponse { .. }
+                )
+            });
             ExitCode::from(if served { 0 } else { 1 })
         }
     }

@@ -10,29 +10,59 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::{
     self, Gateway, Meta, Model, ServerHost, VirtualService, host_matches, selects, show_labels,
 };
-use crate::manifest::istio::{HttpMatch, HttpRoute, RouteDestination, StringMatch};
+use super::routes::{self, RouteRef, ServerRef, VirtualHost};
+use crate::manifest::istio::{
+    Delegate, Destination, HttpMatch, HttpRoute, RouteDestination, StringMatch,
+};
 use crate::manifest::yaml::{Loc, Pos};
 
 /// The request to simulate.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
     /// The Host header (a `:port` suffix is ignored).
     pub host: String,
     /// Path with an optional `?query`.
+    #[serde(default = "root_path")]
     pub path: String,
+    #[serde(default = "get_method")]
     pub method: String,
     /// Header names are matched case-insensitively.
+    #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The gateway port the request arrives on (default 80).
+    #[serde(default)]
     pub port: Option<u32>,
 }
 
+fn root_path() -> String {
+    "/".into()
+}
+
+fn get_method() -> String {
+    "GET".into()
+}
+
 impl Request {
+    /// The path with a leading `/`, the method in capitals, header names in lower case.
+    pub fn normalized(mut self) -> Request {
+        if !self.path.starts_with('/') {
+            self.path.insert(0, '/');
+        }
+        self.method = self.method.to_ascii_uppercase();
+        self.headers = self
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        self
+    }
+
     pub fn get(host: &str, path: &str) -> Request {
         Request {
             host: host.into(),
@@ -58,17 +88,27 @@ pub struct Hop {
 /// One weighted destination of the matched rule, followed down to its endpoints.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DestinationHop {
-    pub host: String,
-    /// `host` as Istio reads it (short names expanded in the VirtualService's namespace).
-    #[serde(skip)]
+    /// The host as Istio reads it (short names expanded in the VirtualService's namespace).
+    #[serde(rename = "host")]
     pub fqdn: String,
+    /// The host as written.
+    #[serde(rename = "written_host")]
+    pub host: String,
     pub subset: Option<String>,
+    /// The port of the cluster Istio routes to: as written, else the Service's only port,
+    /// else the gateway server's port.
     pub port: Option<u32>,
     /// Share of the rule's traffic, in percent.
+    #[serde(rename = "weight")]
     pub share: f64,
+    /// Ready endpoints behind the cluster (offline: the replicas of the Pod templates the
+    /// Service and subset select); 0 when the cluster does not exist; null when not known.
+    pub healthy_endpoints: Option<u32>,
     pub hops: Vec<Hop>,
     /// What a request sent here gets when it cannot be delivered (`503 UH`, `503 NC`).
     pub fails_with: Option<String>,
+    /// `file:line:col` of the destination in the VirtualService.
+    pub at: Option<String>,
 }
 
 /// How the request ends.
@@ -110,13 +150,45 @@ impl Outcome {
             Outcome::Redirect { status, .. } | Outcome::DirectResponse { status } => Some(*status),
         }
     }
+
+    /// The decision's outcome word (the same words as `dev/oracle`).
+    pub fn word(&self) -> &'static str {
+        match self {
+            Outcome::Routed { .. } => "routed",
+            Outcome::NoListener { .. } => "no_listener",
+            Outcome::NoRoute { .. } => "404",
+            Outcome::NoHealthyUpstream { .. } => "503",
+            Outcome::Redirect { .. } => "redirect",
+            Outcome::DirectResponse { .. } => "direct",
+        }
+    }
+}
+
+/// Where the request goes, in the fields `dev/oracle` prints for Istio's own translation
+/// (README: "explain -o json"); set only as far as the walk got.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct Decision {
+    /// routed, 404, 503, redirect, direct, no_listener.
+    pub outcome: &'static str,
+    pub status: Option<u16>,
+    /// The Gateway (`ns/name`) whose server put the chosen route (or the redirect) on the port.
+    pub gateway: Option<String>,
+    pub server_port: Option<u32>,
+    /// The VirtualService (`ns/name`) and the index of its `http` rule that matched.
+    pub virtual_service: Option<String>,
+    pub rule: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Explanation {
     pub request: Request,
-    pub hops: Vec<Hop>,
+    #[serde(flatten)]
+    pub decision: Decision,
+    /// The destinations of the matched rule that get traffic.
     pub destinations: Vec<DestinationHop>,
+    pub hops: Vec<Hop>,
+    /// The outcome with its reason.
+    #[serde(rename = "detail")]
     pub outcome: Outcome,
     /// False when endpoints were judged from Pod templates (no cluster facts).
     pub live: bool,
@@ -138,301 +210,334 @@ fn hop(step: &'static str, ok: bool, detail: impl Into<String>, at: Option<Strin
 
 /// Simulates `req` through the configured ingress.
 pub fn explain(m: &Model, req: &Request) -> Explanation {
-    let mut ex = Explanation {
-        request: req.clone(),
+    let mut w = Walk {
+        m,
+        req,
+        host: request_host(&req.host),
+        port: req.port.unwrap_or(80),
         hops: Vec::new(),
         destinations: Vec::new(),
-        outcome: Outcome::NoRoute {
-            reason: String::new(),
-        },
-        live: m.live,
+        decision: Decision::default(),
     };
-    ex.outcome = walk(m, req, &mut ex);
-    ex
+    let outcome = w.run();
+    let mut decision = w.decision;
+    decision.outcome = outcome.word();
+    decision.status = outcome.status();
+    let mut request = req.clone();
+    request.port = Some(w.port);
+    Explanation {
+        request,
+        decision,
+        destinations: w.destinations,
+        hops: w.hops,
+        outcome,
+        live: m.live,
+    }
 }
 
-fn walk(m: &Model, req: &Request, ex: &mut Explanation) -> Outcome {
-    let host = req
-        .host
-        .rsplit_once(':')
-        .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
-        .map_or(req.host.as_str(), |(h, _)| h)
-        .to_ascii_lowercase();
-    let port = req.port.unwrap_or(80);
+/// The Host header without a `:port` suffix, lowercased (Envoy ignores the port in virtual
+/// host selection on the gateway, and host names are case-insensitive).
+fn request_host(host: &str) -> String {
+    host.rsplit_once(':')
+        .filter(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase()
+}
 
-    // 1. Which Gateways the ingress Pods run.
-    let gateways = ingress_gateways(m, ex);
-    if gateways.is_empty() {
-        return Outcome::NoListener {
-            reason: "no Gateway applies to the ingress".into(),
+/// The state of one walk: the request, the hops so far and the decision being filled in.
+struct Walk<'a> {
+    m: &'a Model,
+    req: &'a Request,
+    host: String,
+    port: u32,
+    hops: Vec<Hop>,
+    destinations: Vec<DestinationHop>,
+    decision: Decision,
+}
+
+impl<'a> Walk<'a> {
+    /// Gateway → server on the port → virtual host → first matching route → its action.
+    fn run(&mut self) -> Outcome {
+        let gateways = ingress_gateways(self.m, &mut self.hops);
+        if gateways.is_empty() {
+            return Outcome::NoListener {
+                reason: "no Gateway applies to the ingress".into(),
+            };
+        }
+        let servers = routes::servers_on_port(&gateways, self.port);
+        if servers.is_empty() {
+            let reason = format!(
+                "no Gateway server listens on port {}: the connection is refused",
+                self.port
+            );
+            self.hops.push(hop("server", false, &reason, None));
+            return Outcome::NoListener { reason };
+        }
+        let vhosts = routes::virtual_hosts(self.m, &servers, self.port);
+        let Some(vh) = routes::select(&vhosts, &self.host) else {
+            return self.no_virtual_host(&servers);
         };
-    }
-
-    // 2. A server on the port, then one whose hosts cover the Host header.
-    let on_port: Vec<(&Gateway, &Loc<crate::manifest::istio::Server>)> = gateways
-        .iter()
-        .flat_map(|g| g.spec.servers.iter().map(move |s| (*g, s)))
-        .filter(|(_, s)| {
-            s.port
-                .as_ref()
-                .and_then(|p| p.number.as_ref())
-                .map(|n| n.value)
-                == Some(port)
-        })
-        .collect();
-    if on_port.is_empty() {
-        let reason = format!("no Gateway server listens on port {port}: the connection is refused");
-        ex.hops.push(hop("server", false, &reason, None));
-        return Outcome::NoListener { reason };
-    }
-    let serving: Vec<(&Gateway, &Loc<crate::manifest::istio::Server>, &Loc<String>)> = on_port
-        .iter()
-        .flat_map(|(g, s)| {
-            s.hosts
-                .iter()
-                .filter(|h| host_matches(&ServerHost::parse(h).host, &host))
-                .map(move |h| (*g, *s, h))
-        })
-        .collect();
-    let Some(&(_, first_server, first_host)) = serving.first() else {
-        let all: Vec<String> = on_port
-            .iter()
-            .flat_map(|(_, s)| s.hosts.iter().map(|h| h.value.clone()))
-            .collect();
-        let reason = format!(
-            "no server on port {port} serves host {host} (server hosts: {})",
-            all.join(", ")
-        );
-        ex.hops.push(hop(
-            "server",
-            false,
-            &reason,
-            at(&on_port[0].0.meta, on_port[0].1.pos),
-        ));
-        return Outcome::NoRoute { reason };
-    };
-    for (g, s, h) in &serving {
-        let proto = s
-            .port
-            .as_ref()
-            .and_then(|p| p.protocol.as_ref())
-            .map_or("?".to_string(), |p| p.value.clone());
-        ex.hops.push(hop(
-            "server",
-            true,
-            format!(
-                "Gateway {} port {port} ({proto}) host {}",
-                g.meta.ns_name(),
-                h.value
-            ),
-            at(&g.meta, h.pos),
-        ));
-    }
-    if first_server
-        .tls
-        .as_ref()
-        .and_then(|t| t.https_redirect)
-        .unwrap_or(false)
-    {
-        let location = format!("https://{host}{}", req.path);
-        ex.hops.push(hop(
-            "action",
-            true,
-            format!("httpsRedirect to {location}"),
-            at(&serving[0].0.meta, first_host.pos),
-        ));
-        return Outcome::Redirect {
-            status: 301,
-            location,
+        self.server_hops(&servers, vh);
+        if let Some(srv) = vh.redirect {
+            return self.https_redirect(srv);
+        }
+        let found = vh.routes.iter().find(|r| {
+            r.block
+                .is_none_or(|b| block_matches(b, self.req, &self.req.host, self.port))
+        });
+        let Some(r) = found else {
+            return self.no_route(vh);
         };
+        self.decision.gateway = Some(r.server.gateway.meta.ns_name());
+        self.decision.server_port = Some(self.port);
+        self.decision.virtual_service = Some(r.vs.meta.ns_name());
+        self.decision.rule = Some(r.rule_index);
+        self.matched_hops(vh, r);
+        self.act(r.vs, r.rule)
     }
 
-    // 3. VirtualServices bound to one of those Gateways, for this host; the most specific
-    // host wins, as in Envoy's virtual host selection.
-    let mut bound: Vec<(&VirtualService, usize, &str)> = Vec::new();
-    for vs in &m.virtual_services {
-        for (i, h) in vs.hosts.iter().enumerate() {
-            let admitted = serving.iter().any(|(g, _, sh)| {
-                vs.binds(&g.meta)
-                    && ServerHost::parse(sh)
-                        .admits_namespace(vs.meta.namespace(), g.meta.namespace())
-            });
-            if admitted && host_matches(h, &host) {
-                bound.push((vs, i, h.as_str()));
-                break;
+    /// The servers whose hosts cover the request's host, as hops.
+    fn server_hops(&mut self, servers: &[ServerRef], vh: &VirtualHost) {
+        for s in servers {
+            for h in s.server.hosts.iter().filter(|h| {
+                let sh = ServerHost::parse(h);
+                host_matches(&sh.host, &self.host) || host_matches(&sh.host, &vh.domain)
+            }) {
+                let proto = s
+                    .server
+                    .port
+                    .as_ref()
+                    .and_then(|p| p.protocol.as_ref())
+                    .map_or("?".to_string(), |p| p.value.clone());
+                let detail = format!(
+                    "Gateway {} port {} ({proto}) host {}",
+                    s.gateway.meta.ns_name(),
+                    self.port,
+                    h.value
+                );
+                self.hops
+                    .push(hop("server", true, detail, at(&s.gateway.meta, h.pos)));
             }
         }
     }
-    bound.sort_by_key(|(_, _, h)| std::cmp::Reverse(specificity(h)));
-    let Some(&(vs, hi, _)) = bound.first() else {
-        let mesh_only: Vec<String> = m
+
+    /// Envoy has no virtual host for the request's host: 404, with the likeliest reason.
+    fn no_virtual_host(&mut self, servers: &[ServerRef]) -> Outcome {
+        let (host, port) = (&self.host, self.port);
+        let served = servers.iter().any(|s| {
+            s.server
+                .hosts
+                .iter()
+                .any(|h| host_matches(&ServerHost::parse(h).host, host))
+        });
+        if !served {
+            let all: Vec<String> = servers
+                .iter()
+                .flat_map(|s| s.server.hosts.iter().map(|h| h.value.clone()))
+                .collect();
+            let reason = format!(
+                "no server on port {port} serves host {host} (server hosts: {})",
+                all.join(", ")
+            );
+            let s = servers[0];
+            self.hops.push(hop(
+                "server",
+                false,
+                &reason,
+                at(&s.gateway.meta, s.server.pos),
+            ));
+            return Outcome::NoRoute { reason };
+        }
+        let unbound: Vec<String> = self
+            .m
             .virtual_services
             .iter()
-            .filter(|vs| vs.hosts.iter().any(|h| host_matches(h, &host)))
+            .filter(|vs| vs.hosts.iter().any(|h| host_matches(h, host)))
             .map(|vs| vs.meta.ns_name())
             .collect();
-        let reason = if mesh_only.is_empty() {
+        let reason = if unbound.is_empty() {
             format!("no VirtualService serves host {host} on this Gateway")
         } else {
             format!(
-                "VirtualService {} has host {host} but is not bound to the Gateway (check `gateways:`)",
-                mesh_only.join(", ")
+                "VirtualService {} has host {host} but is not bound to the Gateway (check `gateways:`, `exportTo` and the server hosts' namespaces)",
+                unbound.join(", ")
             )
         };
-        ex.hops.push(hop("virtualservice", false, &reason, None));
-        return Outcome::NoRoute { reason };
-    };
-    ex.hops.push(hop(
-        "virtualservice",
-        true,
-        format!(
-            "VirtualService {} host {}",
-            vs.meta.ns_name(),
-            vs.spec.hosts[hi].value
-        ),
-        at(&vs.meta, vs.spec.hosts[hi].pos),
-    ));
-    if bound.len() > 1 {
-        ex.hops.push(hop(
-            "virtualservice",
-            true,
-            format!(
-                "also bound for this host: {} (its rules come after, in an order Istio picks)",
-                bound[1..]
-                    .iter()
-                    .map(|(v, _, _)| v.meta.ns_name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-            None,
-        ));
+        self.hops.push(hop("virtualservice", false, &reason, None));
+        Outcome::NoRoute { reason }
     }
 
-    // 4. The first matching rule, following one level of delegation.
-    let mut current = vs;
-    for _ in 0..2 {
-        let Some((i, rule)) = current
-            .spec
-            .http
+    /// A server with `tls.httpsRedirect` answers every request on its hosts with 301.
+    fn https_redirect(&mut self, srv: ServerRef) -> Outcome {
+        let location = format!("https://{}{}", self.host, self.req.path);
+        self.decision.gateway = Some(srv.gateway.meta.ns_name());
+        self.decision.server_port = Some(self.port);
+        self.hops.push(hop(
+            "action",
+            true,
+            format!("httpsRedirect to {location}"),
+            at(&srv.gateway.meta, srv.server.pos),
+        ));
+        Outcome::Redirect {
+            status: 301,
+            location,
+        }
+    }
+
+    /// No route of the virtual host matches: 404.
+    fn no_route(&mut self, vh: &VirtualHost) -> Outcome {
+        let mut names: Vec<String> = vh.routes.iter().map(|r| r.vs.meta.ns_name()).collect();
+        names.dedup();
+        let reason = format!(
+            "no rule of VirtualService {} matches {} {}",
+            names.join(", "),
+            self.req.method,
+            self.req.path
+        );
+        let at = vh
+            .routes
+            .first()
+            .and_then(|r| at(&r.vs.meta, r.vs.meta.spec_pos));
+        self.hops.push(hop("rule", false, &reason, at));
+        Outcome::NoRoute { reason }
+    }
+
+    /// The VirtualService and rule that matched, and the others sharing the virtual host.
+    fn matched_hops(&mut self, vh: &VirtualHost, r: &RouteRef) {
+        let vs = r.vs;
+        let hi = vs
+            .hosts
             .iter()
-            .enumerate()
-            .find(|(_, r)| rule_matches(r, req, &host, port))
-        else {
-            let reason = format!(
-                "no rule of VirtualService {} matches {} {}",
-                current.meta.ns_name(),
-                req.method,
-                req.path
-            );
-            ex.hops.push(hop(
-                "rule",
-                false,
-                &reason,
-                at(&current.meta, current.meta.spec_pos),
+            .position(|h| host_matches(h, &vh.domain) || host_matches(&vh.domain, h));
+        let (shown, pos) = hi.map_or((vh.domain.clone(), vs.meta.pos), |i| {
+            (vs.spec.hosts[i].value.clone(), vs.spec.hosts[i].pos)
+        });
+        self.hops.push(hop(
+            "virtualservice",
+            true,
+            format!("VirtualService {} host {shown}", vs.meta.ns_name()),
+            at(&vs.meta, pos),
+        ));
+        let mut others: Vec<String> = vh
+            .routes
+            .iter()
+            .map(|o| o.vs.meta.ns_name())
+            .filter(|n| *n != vs.meta.ns_name())
+            .collect();
+        others.sort();
+        others.dedup();
+        if !others.is_empty() {
+            self.hops.push(hop(
+                "virtualservice",
+                true,
+                format!(
+                    "also on this host: {} (Istio concatenates their rules in creation order and moves catch-all rules last)",
+                    others.join(", ")
+                ),
+                None,
             ));
-            return Outcome::NoRoute { reason };
-        };
-        let name = rule
+        }
+        let name = r
+            .rule
             .name
             .as_ref()
             .map(|n| format!(" ({n:?})"))
             .unwrap_or_default();
-        ex.hops.push(hop(
+        self.hops.push(hop(
             "rule",
             true,
-            format!("http[{i}]{name}{}", describe_match(rule)),
-            at(&current.meta, rule.pos),
+            format!("http[{}]{name}{}", r.rule_index, describe_match(r.rule)),
+            at(&vs.meta, r.rule.pos),
         ));
+    }
+
+    /// What the matched rule does: redirect, direct response, delegate, or route.
+    fn act(&mut self, vs: &'a VirtualService, rule: &'a HttpRoute) -> Outcome {
         if let Some(r) = &rule.redirect {
             let status = r.redirect_code.unwrap_or(301);
             let location = format!(
                 "http://{}{}",
-                r.authority.clone().unwrap_or_else(|| host.clone()),
-                r.uri.clone().unwrap_or_else(|| req.path.clone())
+                r.authority.clone().unwrap_or_else(|| self.host.clone()),
+                r.uri.clone().unwrap_or_else(|| self.req.path.clone())
             );
-            ex.hops.push(hop(
+            self.hops.push(hop(
                 "action",
                 true,
                 format!("redirect {status} to {location}"),
-                at(&current.meta, r.pos),
+                at(&vs.meta, r.pos),
             ));
             return Outcome::Redirect { status, location };
         }
         if let Some(d) = &rule.direct_response {
             let status = d.status.unwrap_or(200);
-            ex.hops.push(hop(
-                "action",
-                true,
-                format!("direct response {status}"),
-                at(&current.meta, d.pos),
-            ));
+            let detail = format!("direct response {status}");
+            self.hops
+                .push(hop("action", true, detail, at(&vs.meta, d.pos)));
             return Outcome::DirectResponse { status };
         }
         if let Some(d) = &rule.delegate {
-            let ns = d
-                .namespace
-                .clone()
-                .unwrap_or_else(|| current.meta.namespace().to_string());
-            let name = d.name.clone().unwrap_or_default();
-            match m
-                .virtual_services
-                .iter()
-                .find(|v| v.meta.namespace() == ns && v.meta.name() == name)
-            {
-                Some(next) => {
-                    ex.hops.push(hop(
-                        "action",
-                        true,
-                        format!("delegate to VirtualService {ns}/{name}"),
-                        at(&current.meta, d.pos),
-                    ));
-                    current = next;
-                    continue;
-                }
-                None => {
-                    let reason = format!("delegate VirtualService {ns}/{name} not found");
-                    ex.hops
-                        .push(hop("action", false, &reason, at(&current.meta, d.pos)));
-                    return Outcome::NoRoute { reason };
-                }
-            }
+            return self.delegate(vs, d);
         }
         let route: &[Loc<RouteDestination>] = rule.route.as_ref().map_or(&[], |r| &r.value);
-        return route_to(m, current, route, ex);
+        self.route_to(vs, route)
     }
-    Outcome::NoRoute {
-        reason: "delegation deeper than one level is not followed".into(),
+
+    /// One level of delegation: the first matching rule of the delegate VirtualService.
+    fn delegate(&mut self, vs: &VirtualService, d: &Loc<Delegate>) -> Outcome {
+        let ns = d
+            .namespace
+            .clone()
+            .unwrap_or_else(|| vs.meta.namespace().to_string());
+        let name = d.name.clone().unwrap_or_default();
+        let m = self.m;
+        let Some(next) = m
+            .virtual_services
+            .iter()
+            .find(|v| v.meta.namespace() == ns && v.meta.name() == name)
+        else {
+            let reason = format!("delegate VirtualService {ns}/{name} not found");
+            self.hops
+                .push(hop("action", false, &reason, at(&vs.meta, d.pos)));
+            return Outcome::NoRoute { reason };
+        };
+        let detail = format!("delegate to VirtualService {ns}/{name}");
+        self.hops
+            .push(hop("action", true, detail, at(&vs.meta, d.pos)));
+        let found = next.spec.http.iter().enumerate().find(|(_, r)| {
+            r.delegate.is_none() && rule_matches(r, self.req, &self.req.host, self.port)
+        });
+        let Some((i, rule)) = found else {
+            let reason = format!(
+                "no rule of VirtualService {ns}/{name} matches {} {}",
+                self.req.method, self.req.path
+            );
+            self.hops.push(hop(
+                "rule",
+                false,
+                &reason,
+                at(&next.meta, next.meta.spec_pos),
+            ));
+            return Outcome::NoRoute { reason };
+        };
+        let detail = format!("http[{i}]{}", describe_match(rule));
+        self.hops
+            .push(hop("rule", true, detail, at(&next.meta, rule.pos)));
+        self.act(next, rule)
     }
 }
 
 /// The Gateways that apply to the configured ingress (see [`ingress_gateways`]).
 pub(crate) fn ingress_gateway_list(m: &Model) -> Vec<&Gateway> {
-    let mut scratch = Explanation {
-        request: Request::get("", "/"),
-        hops: Vec::new(),
-        destinations: Vec::new(),
-        outcome: Outcome::Routed {
-            note: String::new(),
-        },
-        live: m.live,
-    };
-    ingress_gateways(m, &mut scratch)
+    ingress_gateways(m, &mut Vec::new())
 }
 
 /// The Gateways that apply to the configured ingress: those selecting its Pods when they are
 /// known, otherwise all of them (said so in a hop).
-fn ingress_gateways<'a>(m: &'a Model, ex: &mut Explanation) -> Vec<&'a Gateway> {
+fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
     let ing = &m.ingress;
-    let pods: Vec<&model::Workload> = match m.service(&ing.namespace, &ing.service) {
-        Some(svc) => m.pods_of(svc, None).collect(),
-        None => m
-            .workloads
-            .iter()
-            .filter(|w| w.namespace == ing.namespace && w.is_gateway())
-            .collect(),
-    };
+    let pods = ingress_pods(m);
     if pods.is_empty() {
-        ex.hops.push(hop(
+        hops.push(hop(
             "gateway",
             true,
             format!(
@@ -457,7 +562,7 @@ fn ingress_gateways<'a>(m: &'a Model, ex: &mut Explanation) -> Vec<&'a Gateway> 
         .collect();
     let labels = show_labels(&pods[0].labels);
     if chosen.is_empty() {
-        ex.hops.push(hop(
+        hops.push(hop(
             "gateway",
             false,
             format!(
@@ -468,7 +573,7 @@ fn ingress_gateways<'a>(m: &'a Model, ex: &mut Explanation) -> Vec<&'a Gateway> 
         ));
     } else {
         for g in &chosen {
-            ex.hops.push(hop(
+            hops.push(hop(
                 "gateway",
                 true,
                 format!(
@@ -487,31 +592,38 @@ fn ingress_gateways<'a>(m: &'a Model, ex: &mut Explanation) -> Vec<&'a Gateway> 
     chosen
 }
 
-/// Exact names before wildcards, longer suffixes before shorter ones.
-fn specificity(h: &str) -> (bool, usize) {
-    (!h.starts_with('*'), h.len())
+/// The Pods behind the ingress Service, or the gateway workloads of its namespace.
+fn ingress_pods(m: &Model) -> Vec<&model::Workload> {
+    let ing = &m.ingress;
+    match m.service(&ing.namespace, &ing.service) {
+        Some(svc) => m.pods_of(svc, None).collect(),
+        None => m
+            .workloads
+            .iter()
+            .filter(|w| w.namespace == ing.namespace && w.is_gateway())
+            .collect(),
+    }
 }
 
+/// Envoy's string matching; `ignore_case` (ignoreUriCase) folds exact and prefix matches only:
+/// Envoy's `case_sensitive` does not apply to a regex, which always matches the whole value.
 fn string_match(sm: &StringMatch, value: Option<&str>, ignore_case: bool) -> bool {
     let Some(v) = value else { return false };
-    let (v, exact, prefix) = if ignore_case {
-        (
-            v.to_ascii_lowercase(),
-            sm.exact.as_ref().map(|e| e.to_ascii_lowercase()),
-            sm.prefix.as_ref().map(|p| p.to_ascii_lowercase()),
-        )
-    } else {
-        (v.to_string(), sm.exact.clone(), sm.prefix.clone())
+    let fold = |s: &str| {
+        if ignore_case {
+            s.to_ascii_lowercase()
+        } else {
+            s.to_string()
+        }
     };
-    if let Some(e) = exact {
-        return v == e;
+    if let Some(e) = &sm.exact {
+        return fold(v) == fold(e);
     }
-    if let Some(p) = prefix {
-        return v.starts_with(&p);
+    if let Some(p) = &sm.prefix {
+        return fold(v).starts_with(&fold(p));
     }
     if let Some(r) = &sm.regex {
-        // Envoy's safe_regex matches the whole value.
-        return regex::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| re.is_match(&v));
+        return regex::Regex::new(&format!("^(?:{r})$")).is_ok_and(|re| re.is_match(v));
     }
     true
 }
@@ -601,220 +713,269 @@ pub(crate) fn describe_match(rule: &HttpRoute) -> String {
     format!(", match {}", parts.join(" or "))
 }
 
-fn route_to(
-    m: &Model,
-    vs: &VirtualService,
-    route: &[Loc<RouteDestination>],
-    ex: &mut Explanation,
-) -> Outcome {
-    if route.is_empty() {
-        let reason = "the matched rule has no route".to_string();
-        ex.hops.push(hop("action", false, &reason, None));
-        return Outcome::NoRoute { reason };
+impl Walk<'_> {
+    /// The weighted destinations of the matched rule. Weights are relative; a single
+    /// destination takes all traffic whatever its weight; with several, weight-0 ones get
+    /// no traffic and Istio leaves them out of the route.
+    fn route_to(&mut self, vs: &VirtualService, route: &[Loc<RouteDestination>]) -> Outcome {
+        if route.is_empty() {
+            let reason = "the matched rule has no route".to_string();
+            self.hops.push(hop("action", false, &reason, None));
+            return Outcome::NoRoute { reason };
+        }
+        let weights: Vec<f64> = match route {
+            [_] => vec![1.0],
+            _ if route.iter().all(|r| r.weight.is_none()) => vec![1.0; route.len()],
+            _ => route
+                .iter()
+                .map(|r| r.weight.as_ref().map_or(0.0, |w| w.value.max(0) as f64))
+                .collect(),
+        };
+        let total: f64 = weights.iter().sum();
+        if total == 0.0 {
+            return Outcome::NoHealthyUpstream {
+                reason: "every destination has weight 0".into(),
+            };
+        }
+        let mut failing = 0.0;
+        for (rd, w) in route.iter().zip(&weights).filter(|(_, w)| **w > 0.0) {
+            let d = self.destination(vs, rd, w / total * 100.0);
+            if d.fails_with.is_some() {
+                failing += d.share;
+            }
+            self.destinations.push(d);
+        }
+        self.routed(failing)
     }
-    // Relative weights; an unweighted single destination takes all, and all-unweighted
-    // destinations share evenly.
-    let weights: Vec<f64> = if route.iter().all(|r| r.weight.is_none()) {
-        vec![1.0; route.len()]
-    } else {
-        route
-            .iter()
-            .map(|r| r.weight.as_ref().map_or(0.0, |w| w.value.max(0) as f64))
-            .collect()
-    };
-    let total: f64 = weights.iter().sum();
-    let mut failing = 0.0;
-    for (rd, w) in route.iter().zip(&weights) {
-        let share = if total > 0.0 { w / total * 100.0 } else { 0.0 };
-        let d = destination(m, vs, rd, share);
-        if d.fails_with.is_some() {
-            failing += share;
+
+    fn routed(&self, failing: f64) -> Outcome {
+        let live = if self.m.live {
+            ""
+        } else {
+            " (offline: from the configuration, not live endpoints)"
+        };
+        if failing >= 99.999 {
+            return Outcome::NoHealthyUpstream {
+                reason: format!("no destination can take the request{live}"),
+            };
         }
-        ex.destinations.push(d);
-    }
-    let live = if m.live {
-        ""
-    } else {
-        " (offline: from the configuration, not live endpoints)"
-    };
-    if total == 0.0 {
-        Outcome::NoHealthyUpstream {
-            reason: "every destination has weight 0".into(),
+        if failing > 0.0 {
+            return Outcome::Routed {
+                note: format!("{failing:.0}% of requests would get 503{live}"),
+            };
         }
-    } else if failing >= 99.999 {
-        Outcome::NoHealthyUpstream {
-            reason: format!("no destination can take the request{live}"),
-        }
-    } else if failing > 0.0 {
-        Outcome::Routed {
-            note: format!("{failing:.0}% of requests would get 503{live}"),
-        }
-    } else {
-        let shares: Vec<String> = ex
+        let shares: Vec<String> = self
             .destinations
             .iter()
-            .filter(|d| d.share > 0.0)
             .map(|d| {
-                format!(
-                    "{:.0}% {}{}",
-                    d.share,
-                    d.host,
-                    d.subset
-                        .as_ref()
-                        .map(|s| format!(" {s}"))
-                        .unwrap_or_default()
-                )
+                let subset = d
+                    .subset
+                    .as_ref()
+                    .map(|s| format!(" {s}"))
+                    .unwrap_or_default();
+                format!("{:.0}% {}{subset}", d.share, d.host)
             })
             .collect();
         Outcome::Routed {
             note: format!("{}{live}", shares.join(", ")),
         }
     }
-}
 
-fn destination(
-    m: &Model,
-    vs: &VirtualService,
-    rd: &Loc<RouteDestination>,
-    share: f64,
-) -> DestinationHop {
-    let d = &rd.destination;
-    let host = model::fqdn(&d.host, vs.meta.namespace());
-    let subset = d.subset.as_ref().map(|s| s.value.clone());
-    let port = d.port.as_ref().and_then(|p| p.number);
-    let mut out = DestinationHop {
-        host: d.host.value.clone(),
-        fqdn: host.clone(),
-        subset: subset.clone(),
-        port,
-        share,
-        hops: Vec::new(),
-        fails_with: None,
-    };
-    let svc = m.service_for_host(&host);
-    let Some(svc) = svc else {
+    /// One destination followed to its Service (or ServiceEntry), subset, port and endpoints.
+    fn destination(
+        &self,
+        vs: &VirtualService,
+        rd: &Loc<RouteDestination>,
+        share: f64,
+    ) -> DestinationHop {
+        let m = self.m;
+        let d = &rd.destination;
+        let host = model::fqdn(&d.host, vs.meta.namespace());
+        let mut out = DestinationHop {
+            fqdn: host.clone(),
+            host: d.host.value.clone(),
+            subset: d.subset.as_ref().map(|s| s.value.clone()),
+            port: d.port.as_ref().and_then(|p| p.number),
+            share,
+            healthy_endpoints: None,
+            hops: Vec::new(),
+            fails_with: None,
+            at: at(&vs.meta, rd.pos),
+        };
+        let Some(svc) = m.service_for_host(&host) else {
+            self.no_service(vs, d, &mut out);
+            return out;
+        };
+        // Istio's cluster port: as written, else the Service's only port, else the server's.
+        if out.port.is_none() {
+            out.port = Some(match svc.ports.as_slice() {
+                [only] => only.port,
+                _ => self.port,
+            });
+        }
+        let Some(labels) = subset_labels(m, vs, d, &host, &mut out) else {
+            return out;
+        };
+        let Some(port) = service_port(svc, &mut out) else {
+            return out;
+        };
+        endpoints(m, svc, port, labels.as_ref(), &mut out);
+        out
+    }
+
+    /// The destination names no Service: a ServiceEntry, an unknown namespace, or 503 NC.
+    fn no_service(&self, vs: &VirtualService, d: &Destination, out: &mut DestinationHop) {
+        let m = self.m;
+        let host = out.fqdn.clone();
         if let Some(se) = m.service_entry_for(&host) {
+            if out.port.is_none() {
+                out.port = match se.spec.ports.as_slice() {
+                    [only] => only.number,
+                    _ => Some(self.port),
+                };
+            }
             out.hops.push(hop(
                 "service",
                 true,
                 format!("ServiceEntry {} declares {host}", se.meta.ns_name()),
                 at(&se.meta, Pos::default()),
             ));
-        } else {
-            let known = model::service_of(&host).is_some_and(|(ns, _)| m.services_known(ns));
-            out.hops.push(hop(
-                "service",
-                !known,
-                if known {
-                    format!("no Service {host}")
-                } else {
-                    format!("Service {host} not among the known objects (not checked)")
-                },
-                at(&vs.meta, d.host.pos),
-            ));
-            if known {
-                out.fails_with = Some("503 NC (no such cluster)".into());
-            }
+            return;
         }
-        return out;
+        // A cluster-local name in a namespace whose Services are known; or `name.ns`, which
+        // Istio takes as a full (external) name no ServiceEntry declares: neither has a cluster.
+        let known = match model::service_of(&host) {
+            Some((ns, _)) => m.services_known(ns),
+            None => host
+                .split_once('.')
+                .is_some_and(|(_, ns)| !ns.contains('.') && m.services_known(ns)),
+        };
+        let detail = if known {
+            format!("no Service or ServiceEntry {host}")
+        } else {
+            format!("Service {host} not among the known objects (not checked)")
+        };
+        out.hops
+            .push(hop("service", !known, detail, at(&vs.meta, d.host.pos)));
+        if known {
+            out.port = out.port.or(Some(self.port));
+            out.healthy_endpoints = Some(0);
+            out.fails_with = Some("503 NC (no such cluster)".into());
+        }
+    }
+}
+
+/// The labels of the destination's subset (`Some(None)`: no subset), or `None` when the
+/// subset is defined in no DestinationRule the gateway sees (503 NC).
+fn subset_labels(
+    m: &Model,
+    vs: &VirtualService,
+    d: &Destination,
+    host: &str,
+    out: &mut DestinationHop,
+) -> Option<Option<BTreeMap<String, String>>> {
+    let Some(s) = &d.subset else {
+        return Some(None);
     };
-    let mut subset_labels: Option<BTreeMap<String, String>> = None;
-    if let Some(s) = &d.subset {
-        let found = m.rules_for(&host).find_map(|r| {
+    let found = m
+        .rules_for(host)
+        .filter(|r| {
+            routes::exported_to(&r.spec.export_to, r.meta.namespace(), &m.ingress.namespace)
+        })
+        .find_map(|r| {
             r.spec
                 .subsets
                 .iter()
                 .find(|x| x.name.value == s.value)
                 .map(|x| (r, x))
         });
-        match found {
-            Some((r, x)) => {
-                subset_labels = x.labels.as_ref().map(|l| l.value.clone());
-                out.hops.push(hop(
-                    "subset",
-                    true,
-                    format!(
-                        "subset {} of DestinationRule {} selects {}",
-                        s.value,
-                        r.meta.ns_name(),
-                        subset_labels
-                            .as_ref()
-                            .map_or("every Pod".into(), show_labels)
-                    ),
-                    at(&r.meta, x.name.pos),
-                ));
-            }
-            None => {
-                out.hops.push(hop(
-                    "subset",
-                    false,
-                    format!(
-                        "subset {} is defined in no DestinationRule for {host}",
-                        s.value
-                    ),
-                    at(&vs.meta, s.pos),
-                ));
-                out.fails_with = Some("503 NC (no cluster for the subset)".into());
-                return out;
-            }
-        }
-    }
-    let svc_port = match port {
-        Some(p) => svc.ports.iter().find(|sp| sp.port == p),
-        None if svc.ports.len() == 1 => svc.ports.first(),
-        None => None,
+    let Some((r, x)) = found else {
+        out.hops.push(hop(
+            "subset",
+            false,
+            format!(
+                "subset {} is defined in no DestinationRule for {host} that the gateway sees",
+                s.value
+            ),
+            at(&vs.meta, s.pos),
+        ));
+        out.healthy_endpoints = Some(0);
+        out.fails_with = Some("503 NC (no cluster for the subset)".into());
+        return None;
     };
+    let labels = x.labels.as_ref().map(|l| l.value.clone());
+    out.hops.push(hop(
+        "subset",
+        true,
+        format!(
+            "subset {} of DestinationRule {} selects {}",
+            s.value,
+            r.meta.ns_name(),
+            labels.as_ref().map_or("every Pod".into(), show_labels)
+        ),
+        at(&r.meta, x.name.pos),
+    ));
+    Some(labels)
+}
+
+/// The Service port the cluster is for, or `None` (503 NC) when the Service lacks it.
+fn service_port<'s>(
+    svc: &'s model::Service,
+    out: &mut DestinationHop,
+) -> Option<&'s model::ServicePort> {
     let svc_at = svc
         .origin
         .as_ref()
         .and_then(|o| at(o, Pos::default()))
         .or_else(|| svc.live.then(|| "(cluster)".to_string()));
-    match svc_port {
-        Some(p) => out.hops.push(hop(
+    let Some(p) = svc.ports.iter().find(|sp| Some(sp.port) == out.port) else {
+        let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
+        out.hops.push(hop(
             "service",
-            true,
+            false,
             format!(
-                "Service {}/{} port {}{} -> {}",
+                "Service {}/{} has no port {} (ports: {})",
                 svc.namespace,
                 svc.name,
-                p.port,
-                p.name
-                    .as_ref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default(),
-                p.target_port.clone().unwrap_or_else(|| p.port.to_string())
+                out.port.unwrap_or_default(),
+                ports.join(", ")
             ),
             svc_at,
-        )),
-        None => {
-            out.hops.push(hop(
-                "service",
-                false,
-                format!(
-                    "Service {}/{} has no port {} (ports: {})",
-                    svc.namespace,
-                    svc.name,
-                    port.map_or("chosen".into(), |p| p.to_string()),
-                    svc.ports
-                        .iter()
-                        .map(|p| p.port.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                svc_at,
-            ));
-            out.fails_with = Some("503 NC (no cluster for the port)".into());
-            return out;
-        }
-    }
-    if m.live {
-        let ready: Vec<&(String, Option<String>)> = m
+        ));
+        out.healthy_endpoints = Some(0);
+        out.fails_with = Some("503 NC (no cluster for the port)".into());
+        return None;
+    };
+    let name = p
+        .name
+        .as_ref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let target = p.target_port.clone().unwrap_or_else(|| p.port.to_string());
+    let detail = format!(
+        "Service {}/{} port {}{name} -> {target}",
+        svc.namespace, svc.name, p.port
+    );
+    out.hops.push(hop("service", true, detail, svc_at));
+    Some(p)
+}
+
+/// The endpoints behind the cluster: ready endpoints when live, else the replicas of the
+/// Pod templates that carry the Service's and subset's labels and the target port.
+fn endpoints(
+    m: &Model,
+    svc: &model::Service,
+    port: &model::ServicePort,
+    subset: Option<&BTreeMap<String, String>>,
+    out: &mut DestinationHop,
+) {
+    let (count, detail) = if m.live {
+        let ready: Vec<String> = m
             .endpoints_of(svc)
-            .map(|e| e.ready.iter().collect())
-            .unwrap_or_default();
-        let ready: Vec<String> = ready
+            .map(|e| e.ready.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
             .into_iter()
-            .filter(|(_, pod)| match (&subset_labels, pod) {
+            .filter(|(_, pod)| match (subset, pod) {
                 (Some(l), Some(pod)) => m.workloads.iter().any(|w| {
                     w.is_pod
                         && w.namespace == svc.namespace
@@ -825,43 +986,33 @@ fn destination(
             })
             .map(|(ip, pod)| pod.clone().unwrap_or_else(|| ip.clone()))
             .collect();
-        let ok = !ready.is_empty() || svc.selector.is_none();
-        out.hops.push(hop(
-            "endpoints",
-            ok,
-            if ready.is_empty() {
-                "no ready endpoints".to_string()
-            } else {
-                format!("{} ready: {}", ready.len(), ready.join(", "))
-            },
-            None,
-        ));
-        if !ok {
-            out.fails_with = Some("503 UH (no healthy upstream)".into());
-        }
+        let detail = if ready.is_empty() {
+            "no ready endpoints".to_string()
+        } else {
+            format!("{} ready: {}", ready.len(), ready.join(", "))
+        };
+        (ready.len() as u32, detail)
     } else if m.pods_known(&svc.namespace) && svc.selector.is_some() {
-        let pods: Vec<&str> = m
-            .pods_of(svc, subset_labels.as_ref())
-            .map(|w| w.name.as_str())
-            .collect();
-        out.hops.push(hop(
-            "endpoints",
-            !pods.is_empty(),
-            if pods.is_empty() {
-                "no Pod template carries the Service's and subset's labels".to_string()
-            } else {
-                format!("Pods of {} (readiness unknown offline)", pods.join(", "))
-            },
-            None,
-        ));
-        if pods.is_empty() {
-            out.fails_with = Some("503 UH (no healthy upstream)".into());
-        }
+        let pods: Vec<&model::Workload> =
+            m.pods_of(svc, subset).filter(|w| w.serves(port)).collect();
+        let names: Vec<&str> = pods.iter().map(|w| w.name.as_str()).collect();
+        let detail = if pods.is_empty() {
+            "no Pod template carries the Service's and subset's labels and the target port"
+                .to_string()
+        } else {
+            format!("Pods of {} (readiness unknown offline)", names.join(", "))
+        };
+        (pods.iter().map(|w| w.replicas).sum(), detail)
     } else {
         out.hops
             .push(hop("endpoints", true, "not known offline", None));
+        return;
+    };
+    out.healthy_endpoints = Some(count);
+    out.hops.push(hop("endpoints", count > 0, detail, None));
+    if count == 0 {
+        out.fails_with = Some("503 UH (no healthy upstream)".into());
     }
-    out
 }
 
 impl Explanation {

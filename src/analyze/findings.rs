@@ -12,11 +12,11 @@
 //! | ML0002 | error | object malformed (no apiVersion/kind/name, field of the wrong type) | |
 //! | ML0003 | error | object defined more than once | |
 //! | ML0101 | error | VirtualService names a Gateway that does not exist | IST0101, KIA1102 |
-//! | ML0102 | warning/error | gateway reference in the legacy `name.namespace` form | |
+//! | ML0102 | warning/error | gateway reference in the legacy `name.namespace` form, or `./name` (Istio rejects it) | |
 //! | ML0103 | warning | VirtualService bound to the mesh only, though a Gateway serves its host | |
 //! | ML0104 | error | VirtualService without hosts | |
 //! | ML0105 | error | host `*` on a VirtualService bound to the mesh | |
-//! | ML0106 | warning | the same host twice in one VirtualService | |
+//! | ML0106 | error | two hosts of one VirtualService overlap (the same twice, or a wildcard covering the other): Istio rejects it | |
 //! | ML0107 | error/warning | no host of the VirtualService matches a server host of a bound Gateway | IST0132 |
 //! | ML0108 | error | two mesh VirtualServices share a host | IST0109 |
 //! | ML0109 | warning | two VirtualServices on one Gateway share a host | KIA1106 |
@@ -28,11 +28,11 @@
 //! | ML0115 | error/warning | destination host matches no Service or ServiceEntry | IST0101, KIA1101 |
 //! | ML0116 | error/warning | short host with a dot (`goapp.dev` is not `goapp` in `dev`) | |
 //! | ML0117 | error | destination subset defined in no DestinationRule for the host | IST0101, KIA1107 |
-//! | ML0118 | error | destination port required: the Service has several ports | IST0112 |
+//! | ML0118 | error/warning | destination without port to a Service with several ports (error when a bound server port is not a Service port) | IST0112 |
 //! | ML0119 | error | destination port the Service does not have | |
 //! | ML0120 | warning | single destination with a weight between 0 and 100 | KIA1104 |
 //! | ML0121 | warning | the same host and subset twice in one route | KIA1105 |
-//! | ML0122 | error/warning | negative weight, or all weights zero | |
+//! | ML0122 | error | negative weight, or several destinations whose weights total 0 (Istio rejects it) | |
 //! | ML0123 | warning | route without subset to a host that other routes split by subset | IST0140 |
 //! | ML0201 | error/info | Gateway selector matches no gateway workload | IST0101, KIA0302 |
 //! | ML0202 | error | credentialName names a Secret that does not exist (live) | IST0101, IST0161 |
@@ -213,7 +213,12 @@ pub const RULES: &[Rule] = &[
         false,
         "same host and subset twice in one route",
     ),
-    rule("ML0122", &[], false, "negative or all-zero weights"),
+    rule(
+        "ML0122",
+        &[],
+        false,
+        "negative weight or a total weight of 0",
+    ),
     rule(
         "ML0123",
         &["IST0140"],

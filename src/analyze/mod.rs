@@ -4,6 +4,7 @@
 //!   sources and from live facts, and what is known about each namespace).
 //! - [`findings`]: the finding type and the catalogue of stable codes (ML0001...).
 //! - [`checks`]: the analyzers.
+//! - [`routes`]: the route table Istio builds for a gateway port (virtual hosts, ordered routes).
 //! - [`explain`]: where one request through the ingress would go, hop by hop.
 //! - [`live`]: reading Services, Pods, EndpointSlices, Deployments from the cluster.
 //! - [`command`]: `meshloop check` and `meshloop explain` (inputs, output, exit codes), and
@@ -17,6 +18,7 @@ pub mod explain;
 pub mod findings;
 pub mod live;
 pub mod model;
+pub mod routes;
 
 pub use checks::analyze;
 pub use command::analyze_for_sync;

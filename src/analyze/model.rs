@@ -209,9 +209,25 @@ pub struct Workload {
     /// Live Pods only: an `istio-proxy` container or the injector's status annotation.
     pub has_proxy: Option<bool>,
     pub container_ports: Vec<(Option<String>, u32)>,
+    /// How many Pods it stands for: `spec.replicas` of a Deployment, StatefulSet or
+    /// ReplicaSet (default 1); 1 for a Pod or another controller.
+    pub replicas: u32,
 }
 
 impl Workload {
+    /// Whether its Pods have the Service port's target: a number always (Kubernetes does not
+    /// check it), a name only when a container port carries it; the EndpointSlice controller
+    /// leaves a Pod without the named port out of that port's endpoints.
+    pub fn serves(&self, port: &ServicePort) -> bool {
+        match &port.target_port {
+            Some(t) if t.parse::<u32>().is_err() => self
+                .container_ports
+                .iter()
+                .any(|(n, _)| n.as_deref() == Some(t.as_str())),
+            _ => true,
+        }
+    }
+
     /// Istio gateway deployments: the Helm chart and istioctl both set an `istio` label (and
     /// the chart the `inject.istio.io/templates: gateway` annotation); istiod carries
     /// `istio: pilot`, which is not a gateway.
@@ -383,6 +399,13 @@ pub fn workload_from_json(v: &J, live: bool) -> Option<Workload> {
     }
     let labels = map_at(meta, &["labels"]);
     let annotations = map_at(meta, &["annotations"]);
+    let replicas = match kind {
+        "Deployment" | "StatefulSet" | "ReplicaSet" => v["spec"]["replicas"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+        _ => 1,
+    };
     let containers = spec["containers"].as_array().cloned().unwrap_or_default();
     let container_ports = containers
         .iter()
@@ -418,6 +441,7 @@ pub fn workload_from_json(v: &J, live: bool) -> Option<Workload> {
         ready,
         has_proxy,
         container_ports,
+        replicas,
     })
 }
 

@@ -1,0 +1,3 @@
+module meshloop.dev/fidelity
+
+go 1.26.0
