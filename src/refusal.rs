@@ -56,9 +56,10 @@ fn position(obj: &SourceObject, path: &[Seg]) -> Option<Pos> {
     (pos != obj.origin.pos || path.is_empty()).then_some(pos)
 }
 
-/// The refusal's message with each field path followed by its place in the file, prefixed
-/// with the first place; the message unchanged when it names no field of the object.
-pub fn locate(obj: &SourceObject, message: &str, cause_fields: &[String]) -> String {
+/// `what: message` with each field path followed by its place in the file, prefixed with the
+/// first place (`file:line:col: what: message`); no prefix when it names no field of the
+/// object.
+pub fn locate(obj: &SourceObject, what: &str, message: &str, cause_fields: &[String]) -> String {
     let file = &obj.origin.file;
     let mut first: Option<Pos> = None;
     let mut out = String::new();
@@ -84,8 +85,8 @@ pub fn locate(obj: &SourceObject, message: &str, cause_fields: &[String]) -> Str
         }
     }
     match first {
-        Some(pos) => format!("{file}:{pos}: {out}"),
-        None => out,
+        Some(pos) => format!("{file}:{pos}: {what}: {out}"),
+        None => format!("{what}: {out}"),
     }
 }
 
@@ -127,27 +128,33 @@ mod tests {
         assert_eq!(
             locate(
                 &obj,
+                "rejected",
                 ".spec.http[0].route[0].weight: field not declared in schema",
                 &[]
             ),
-            "routing/goapp.yaml:10:11: .spec.http[0].route[0].weight (routing/goapp.yaml:10:11): field not declared in schema"
+            "routing/goapp.yaml:10:11: rejected: .spec.http[0].route[0].weight (routing/goapp.yaml:10:11): field not declared in schema"
         );
         assert_eq!(
             locate(
                 &obj,
+                "rejected",
                 "VirtualService.networking.istio.io \"goapp\" is invalid: spec.http[0]: Invalid value: \"object\": bad",
                 &["spec.http[0]".into()]
             ),
-            "routing/goapp.yaml:8:7: VirtualService.networking.istio.io \"goapp\" is invalid: spec.http[0] (routing/goapp.yaml:8:7): Invalid value: \"object\": bad"
+            "routing/goapp.yaml:8:7: rejected: VirtualService.networking.istio.io \"goapp\" is invalid: spec.http[0] (routing/goapp.yaml:8:7): Invalid value: \"object\": bad"
         );
         assert_eq!(
             locate(
                 &obj,
+                "conflict",
                 "Apply failed with 1 conflict: conflict with \"editor\" using networking.istio.io/v1: .spec.hosts",
                 &[".spec.hosts".into()]
             ),
-            "routing/goapp.yaml:6:3: Apply failed with 1 conflict: conflict with \"editor\" using networking.istio.io/v1: .spec.hosts (routing/goapp.yaml:6:3)"
+            "routing/goapp.yaml:6:3: conflict: Apply failed with 1 conflict: conflict with \"editor\" using networking.istio.io/v1: .spec.hosts (routing/goapp.yaml:6:3)"
         );
-        assert_eq!(locate(&obj, "etcd is down", &[]), "etcd is down");
+        assert_eq!(
+            locate(&obj, "rejected", "etcd is down", &[]),
+            "rejected: etcd is down"
+        );
     }
 }

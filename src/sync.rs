@@ -786,14 +786,14 @@ async fn apply_one(
             Outcome::Conflicted {
                 message: format!(
                     "{} (another field manager owns these fields; set force_conflicts: true to take them)",
-                    located(obj, &status)
+                    located(obj, "conflict", &status)
                 ),
             },
             None,
         )),
         Err(kube::Error::Api(status)) => Ok((
             Outcome::Failed {
-                message: format!("rejected by the API server: {}", located(obj, &status)),
+                message: located(obj, "rejected by the API server", &status),
             },
             None,
         )),
@@ -802,7 +802,7 @@ async fn apply_one(
 }
 
 /// The refusal's message with every field path in it located in the object's file.
-fn located(obj: &SourceObject, status: &kube::core::Status) -> String {
+fn located(obj: &SourceObject, what: &str, status: &kube::core::Status) -> String {
     let causes: Vec<String> = status
         .details
         .iter()
@@ -810,7 +810,7 @@ fn located(obj: &SourceObject, status: &kube::core::Status) -> String {
         .map(|c| c.field.clone())
         .filter(|f| !f.is_empty())
         .collect();
-    crate::refusal::locate(obj, &status.message, &causes)
+    crate::refusal::locate(obj, what, &status.message, &causes)
 }
 
 async fn delete_one(

@@ -155,13 +155,13 @@ async fn hostile_entries_are_said_once_and_the_other_files_apply() {
 async fn limits_are_configurable_and_name_their_key() {
     let p = Project::new(
         "limits",
-        "limits: {max_file_bytes: 2048, max_documents: 2000}\n",
+        "limits: {max_file_bytes: 16384, max_documents: 2000}\n",
     )
     .await;
     p.write("routing/goapp.yaml", &vs("goapp", ""));
     p.write(
         "routing/big.yaml",
-        &format!("{}#{}\n", vs("big", ""), "x".repeat(4096)),
+        &format!("{}#{}\n", vs("big", ""), "x".repeat(20000)),
     );
     let mut many = String::new();
     for i in 0..1025 {
@@ -172,7 +172,7 @@ async fn limits_are_configurable_and_name_their_key() {
     let run = p.cli(&["apply"]).await;
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
-        run.stderr.contains("routing/big.yaml: ") && run.stderr.contains("is over the limit of 2048 (`max_file_bytes`): split the file, or raise limits.max_file_bytes in meshloop.yaml"),
+        run.stderr.contains("routing/big.yaml: ") && run.stderr.contains("is over the limit of 16384 (`max_file_bytes`): split the file, or raise limits.max_file_bytes in meshloop.yaml"),
         "{}",
         run.stderr
     );
@@ -259,10 +259,10 @@ async fn api_server_refusals_name_the_file_line_and_column() {
     assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .contains("routing/goapp.yaml:8:9: rejected by the API server:")
+            .contains("routing/goapp.yaml:8:7: rejected by the API server: ")
             && run
                 .stdout
-                .contains("spec.http[0].timeout (routing/goapp.yaml:8:9)"),
+                .contains("spec.http[0].timeout (routing/goapp.yaml:8:7): Invalid value"),
         "{}",
         run.stdout
     );
@@ -295,5 +295,39 @@ fn the_embedded_schemas_are_those_of_the_installed_crds() {
     assert!(
         fresh == embedded,
         "src/manifest/istio-schemas.json is stale: run dev/gen-schemas.sh"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_names_the_file_line_and_column_of_the_field() {
+    let p = Project::new("conflict", "").await;
+    p.write("routing/goapp.yaml", &vs("goapp", ""));
+    let run = p.cli(&["apply"]).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    // Someone else takes spec.gateways first.
+    let patch = serde_json::json!({
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "spec": {"gateways": ["other/gw"]},
+    });
+    p.vs_api()
+        .patch(
+            "goapp",
+            &PatchParams::apply("editor"),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    let text = vs("goapp", "").replace("  http:\n", "  gateways: [mesh]\n  http:\n");
+    p.write("routing/goapp.yaml", &text);
+    let run = p.cli(&["apply"]).await;
+    assert_eq!(run.code, Some(1), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("routing/goapp.yaml:7:3: conflict: ")
+            && run
+                .stdout
+                .contains(".spec.gateways (routing/goapp.yaml:7:3)"),
+        "{}",
+        run.stdout
     );
 }
