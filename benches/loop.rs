@@ -343,6 +343,102 @@ async fn save_loop(
     println!("{}", Stats::new(samples).line(label));
 }
 
+/// The editors whose save sequences `editor_loop` replays (see tests/watch.rs).
+const EDITORS: [&str; 5] = ["vim", "jetbrains", "vscode", "sed -i", "git checkout"];
+
+/// Stalls the writer at the riskiest moment of a save, longer than the batcher's quiet time.
+const STALL: Duration = Duration::from_millis(10);
+
+/// One save of `text` to `dir/goapp.yaml` as `editor` does it, the first half and the rest
+/// written apart (split where the first half alone is a valid, different object).
+fn editor_save(editor: &str, dir: &Path, text: &str) {
+    use std::io::Write;
+    let target = dir.join("goapp.yaml");
+    let split = text
+        .find("        - destination: {host: goapp, subset: v2}")
+        .unwrap();
+    let (a, b) = text.split_at(split);
+    let write = |path: &Path| {
+        let mut f = std::fs::File::create(path).unwrap();
+        f.write_all(a.as_bytes()).unwrap();
+        std::thread::sleep(STALL);
+        f.write_all(b.as_bytes()).unwrap();
+    };
+    match editor {
+        "vim" => {
+            std::fs::rename(&target, dir.join("goapp.yaml~")).unwrap();
+            write(&target);
+            std::fs::remove_file(dir.join("goapp.yaml~")).unwrap();
+        }
+        "jetbrains" => {
+            let tmp = dir.join("goapp.yaml___jb_tmp___");
+            write(&tmp);
+            std::fs::rename(&target, dir.join("goapp.yaml___jb_old___")).unwrap();
+            std::thread::sleep(STALL);
+            std::fs::rename(&tmp, &target).unwrap();
+            std::fs::remove_file(dir.join("goapp.yaml___jb_old___")).unwrap();
+        }
+        "vscode" => write(&target),
+        "sed -i" => {
+            let tmp = dir.join("sedQ1w2e3");
+            write(&tmp);
+            std::fs::rename(&tmp, &target).unwrap();
+        }
+        _ => {
+            std::fs::remove_file(&target).unwrap();
+            std::thread::sleep(STALL);
+            write(&target);
+        }
+    }
+}
+
+/// Saves `saves` times as `editor`, timing each from the end of the save to the new weight
+/// seen through a watch; returns how many versions the API server held that were no whole
+/// save (two routes whose weights sum to 100).
+async fn editor_loop(editor: &'static str, dir: &Path, ns: &str, saves: u32) -> usize {
+    let api = vs_api(&client().await, ns);
+    let mut events = Box::pin(watcher(api, watcher::Config::default()));
+    let mut half = 0;
+    let mut samples = Vec::new();
+    for i in 0..saves {
+        let weight = 1 + (i % 98);
+        let text = vs_yaml("goapp", weight);
+        let d = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || editor_save(editor, &d, &text))
+            .await
+            .unwrap();
+        let t = Instant::now();
+        loop {
+            let ev = tokio::time::timeout(Duration::from_secs(30), events.next())
+                .await
+                .expect("change not seen within 30 s");
+            let Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) = ev else {
+                continue;
+            };
+            if o.metadata.name.as_deref() != Some("goapp") {
+                continue;
+            }
+            let routes = o
+                .data
+                .pointer("/spec/http/0/route")
+                .and_then(|r| r.as_array());
+            let whole = routes.is_some_and(|r| {
+                r.len() == 2 && r.iter().filter_map(|d| d["weight"].as_u64()).sum::<u64>() == 100
+            });
+            half += usize::from(!whole);
+            if routes.and_then(|r| r[0]["weight"].as_u64()) == Some(weight as u64) && whole {
+                break;
+            }
+        }
+        samples.push(t.elapsed());
+    }
+    println!(
+        "{}",
+        Stats::new(samples).line(&format!("  {editor}: save done → applied"))
+    );
+    half
+}
+
 async fn bench_save() {
     let client = client().await;
     let saves: u32 = std::env::var("MESHLOOP_BENCH_SAVES")
@@ -373,6 +469,25 @@ async fn bench_save() {
         .await;
         daemon.stop();
     }
+
+    // Editors' write patterns through the daemon at the default settings, each with a stall
+    // in its riskiest moment (mid-write, or between moving the old file away and the new one
+    // into place): every version the API server ever holds must be a whole save.
+    let ns = namespace(&client, "bench-save-editors").await;
+    let project = dir_project(
+        "goapp",
+        &format!("instance: bench-editors\nnamespace: {ns}\n"),
+    );
+    let daemon = start_daemon(project.path());
+    let mut half = 0;
+    for pattern in EDITORS {
+        half += editor_loop(pattern, &project.path().join("routing"), &ns, saves.min(50)).await;
+    }
+    println!(
+        "{:<58} {half}",
+        "  half-written versions applied, all editor patterns"
+    );
+    daemon.stop();
 
     // meshloop, chart source: a copy of the sample chart, saves to its VirtualService values.
     let ns = namespace(&client, "bench-save-chart").await;
@@ -675,6 +790,7 @@ async fn bench_verify() {
         owned: meshloop::config::default_owned_kinds(),
         default_namespace: ns.clone(),
         keep_others: false,
+        limits: Default::default(),
     };
     let loaded = meshloop::manifest::load_text(&yaml, "bench/routes.yaml", false, &opts);
     assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);

@@ -450,10 +450,10 @@ async fn sync_once(
             s.first
         );
     }
-    let (desired, errors) = set.desired();
-    for p in set.problems() {
-        eprintln!("{} {}: {}", paint("error:", RED), p.source, p.message);
+    for n in set.notes() {
+        eprintln!("{} {n}", paint("note:", DIM));
     }
+    let (desired, errors) = set.desired();
     let opts = SyncOptions {
         instance: config.instance.clone(),
         owned: config.owned_kinds.clone(),
@@ -466,13 +466,6 @@ async fn sync_once(
         cached_list: false,
     };
     let report = sync::sync(&cluster, &desired, &opts).await;
-    let mut errors = errors;
-    errors.extend(set.problems().iter().map(|p| LoadError {
-        file: p.source.clone(),
-        pos: Default::default(),
-        object: None,
-        message: p.message.clone(),
-    }));
     Ok((report, errors, config))
 }
 

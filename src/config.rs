@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::manifest::read::Limits;
 use crate::manifest::yaml::{self, Loc, Pos};
 
 pub const FILE_NAME: &str = "meshloop.yaml";
@@ -62,6 +63,7 @@ struct RawConfig {
     #[serde(default)]
     checks: Vec<Check>,
     verify: Option<VerifySettings>,
+    limits: Option<Limits>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,6 +324,7 @@ pub struct Config {
     pub ingress: Ingress,
     pub checks: Vec<Check>,
     pub verify: VerifySettings,
+    pub limits: Limits,
 }
 
 impl Config {
@@ -345,7 +348,8 @@ impl Config {
             pos,
             message,
         };
-        let docs = yaml::parse_documents(&text).map_err(|e| invalid(e.pos, e.message))?;
+        let docs = yaml::parse_documents(&text, &Limits::default())
+            .map_err(|e| invalid(e.pos, e.message))?;
         let raw = match docs.as_slice() {
             [] => RawConfig::default(),
             [doc] => yaml::from_node::<RawConfig>(doc, &[]).map_err(|e| {
@@ -486,6 +490,7 @@ impl Config {
             ingress: raw.ingress.unwrap_or_default(),
             checks: raw.checks,
             verify: raw.verify.unwrap_or_default(),
+            limits: raw.limits.unwrap_or_default(),
             base,
         })
     }

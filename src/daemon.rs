@@ -17,7 +17,7 @@ use crate::cluster::Cluster;
 use crate::config::{Config, Source};
 use crate::engine::{Engine, Handles};
 use crate::telemetry::Metrics;
-use crate::watch::{FileWatcher, WatchError, WatchSet};
+use crate::watch::{FileWatcher, Timing, WatchError, WatchSet};
 
 /// Batches waiting for the engine while it syncs. The batcher waits when it is full; raw
 /// events then queue in the watcher, which coarsens to a rescan past its own bound.
@@ -77,7 +77,7 @@ pub async fn run(
     let metrics = Metrics::new();
     let debounce = Duration::from_millis(config.debounce_ms);
     let watched = watch_set(&config);
-    let mut watcher = FileWatcher::start(&watched, debounce)?;
+    let mut watcher = FileWatcher::start(&watched, Timing::new(debounce))?;
     let (engine, handles, verifier) = Engine::new(config, cluster, namespace, metrics);
     engine.set_watching(true);
     info!(

@@ -86,6 +86,8 @@ pub struct SyncSummary {
     pub findings: Vec<Finding>,
     /// Objects not applied because of error findings (`block_on: error`).
     pub held_back: Vec<String>,
+    /// What reading the sources skipped (a symlink loop, a FIFO, a device), one line each.
+    pub source_notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -258,6 +260,8 @@ pub struct Engine {
     verify: Arc<VerifyQueue>,
     /// A sync has succeeded and asked for the first verification.
     verified_once: bool,
+    /// Source notes already logged, so each is said once.
+    notes_said: BTreeSet<String>,
 }
 
 struct PendingRollout {
@@ -315,6 +319,7 @@ impl Engine {
             deployments: BTreeMap::new(),
             rollout: None,
             full_sync_done: false,
+            notes_said: BTreeSet::new(),
         };
         let handles = Handles {
             status: status_rx,
@@ -452,6 +457,14 @@ impl Engine {
             for e in &load_errors {
                 warn!("{e}");
             }
+            let source_notes = self.sources.notes();
+            for n in source_notes
+                .iter()
+                .filter(|n| !self.notes_said.contains(*n))
+            {
+                info!("{n}");
+            }
+            self.notes_said = source_notes.iter().cloned().collect();
             let others = self.sources.others();
             let findings = crate::analyze::analyze_for_sync(
                 &desired.objects,
@@ -511,6 +524,7 @@ impl Engine {
                 save_to_applied_ms: save_to_applied.map(|d| d.as_secs_f64() * 1000.0),
                 report,
                 load_errors,
+                source_notes,
             };
             self.log_summary(&summary);
             self.observe(&summary, save_to_applied);

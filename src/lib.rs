@@ -4,11 +4,14 @@
 //! - [`analyze`]: findings about the routing (offline and with live facts), `explain`.
 //! - [`config`]: `meshloop.yaml`, flags and defaults.
 //! - [`manifest`]: source files into located objects (file, line, column of every field),
-//!   typed views of the Istio kinds, `helm template` for chart sources.
+//!   read safely (symlink loops, FIFOs, size and parser limits), checked against the CRDs'
+//!   schemas offline, typed views of the Istio kinds, `helm template` for chart sources.
 //! - [`sources`]: the desired state kept per file across reloads (last good state on errors).
 //! - [`cluster`]: the kube client, cached discovery, ownership labels.
+//! - [`refusal`]: an API server's refusal located in the source file, field by field.
 //! - [`sync`]: one sync: server-side apply of what changed, prune of what left the files.
-//! - [`watch`]: file events from notify, batched in a fixed window.
+//! - [`watch`]: file events from notify, batched until every file is finished (at the latest
+//!   when the window closes).
 //! - [`engine`]: the loop that owns the desired state: batch, reload, sync, drift, rollouts.
 //! - [`server`]: the HTTP API over the engine's status snapshot and command channel.
 //! - [`daemon`]: `meshloop up`, wiring watcher, engine and server with shutdown.
@@ -24,6 +27,7 @@ pub mod daemon;
 pub mod doctor;
 pub mod engine;
 pub mod manifest;
+pub mod refusal;
 pub mod server;
 pub mod sources;
 pub mod sync;

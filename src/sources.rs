@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Source};
 use crate::manifest::{
-    self, LoadError, LoadOptions, Loaded, ObjectKey, Skipped, SourceObject, helm,
+    self, LoadError, LoadOptions, Loaded, ObjectKey, Skipped, SourceObject, helm, read::Note,
 };
 use crate::sync::Desired;
 
@@ -28,6 +28,9 @@ struct Entry {
     others: Vec<SourceObject>,
     errors: Vec<LoadError>,
     skipped: Vec<Skipped>,
+    notes: Vec<Note>,
+    /// Objects of `good` the schema refuses: held back.
+    refused: Vec<ObjectKey>,
     /// True when `good` is stale: the current content failed to parse or render.
     stale: bool,
 }
@@ -37,6 +40,9 @@ struct Entry {
 pub struct SourceProblem {
     pub source: String,
     pub message: String,
+    /// The directory source it concerns, cleared when that directory is listed again.
+    #[serde(skip)]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -46,6 +52,8 @@ pub struct SourceSet {
     /// Keyed by file path for directory sources and by chart directory for charts.
     entries: BTreeMap<PathBuf, Entry>,
     problems: Vec<SourceProblem>,
+    /// What the directory walks skipped (symlink loops, unreadable directories), per source.
+    walk_notes: BTreeMap<PathBuf, Vec<Note>>,
 }
 
 /// What changed in a reload, for the log line.
@@ -61,12 +69,14 @@ impl SourceSet {
             owned: config.owned_kinds.clone(),
             default_namespace,
             keep_others: false,
+            limits: config.limits,
         };
         SourceSet {
             config,
             opts,
             entries: BTreeMap::new(),
             problems: Vec::new(),
+            walk_notes: BTreeMap::new(),
         }
     }
 
@@ -86,17 +96,16 @@ impl SourceSet {
         let mut seen = BTreeSet::new();
         for source in self.config.sources.clone() {
             match &source {
-                Source::Dir { path } => match manifest::list_yaml_files(path) {
-                    Ok(files) => {
+                Source::Dir { path } => match self.list(path) {
+                    Some(files) => {
                         for f in files {
                             self.load_file(&f);
                             seen.insert(f);
                         }
                     }
-                    Err(e) => self.problems.push(SourceProblem {
-                        source: self.config.display_path(path).into_owned(),
-                        message: format!("cannot read directory: {e}"),
-                    }),
+                    // Its entries stay as they were: a vanished directory blocks prune rather
+                    // than deleting what it defined.
+                    None => seen.extend(self.files_under(path)),
                 },
                 Source::Chart { path, .. } => {
                     self.load_chart(&source);
@@ -107,6 +116,26 @@ impl SourceSet {
         self.entries.retain(|k, _| seen.contains(k));
     }
 
+    /// Lists a directory source, recording its walk notes, or its problem when the directory
+    /// itself cannot be read.
+    fn list(&mut self, dir: &Path) -> Option<Vec<PathBuf>> {
+        self.problems.retain(|p| p.dir.as_deref() != Some(dir));
+        match manifest::list_yaml_files(dir) {
+            Ok(listing) => {
+                self.walk_notes.insert(dir.to_path_buf(), listing.notes);
+                Some(listing.files)
+            }
+            Err(e) => {
+                self.problems.push(SourceProblem {
+                    source: self.config.display_path(dir).into_owned(),
+                    message: format!("cannot read directory: {e}"),
+                    dir: Some(dir.to_path_buf()),
+                });
+                None
+            }
+        }
+    }
+
     /// Reloads what the changed paths touch: YAML files of directory sources one by one, a
     /// chart as a whole when any file under it or any of its values files changed. Returns
     /// how many entries were reloaded.
@@ -115,26 +144,25 @@ impl SourceSet {
         let mut charts: Vec<Source> = Vec::new();
         let mut files: BTreeSet<PathBuf> = BTreeSet::new();
         for path in changed {
-            for source in &self.config.sources {
-                match source {
-                    Source::Dir { path: dir } if path.starts_with(dir) => {
-                        if manifest::is_yaml_file(path) {
-                            files.insert(path.clone());
-                        } else if path.is_dir() || !path.exists() {
-                            // A directory appeared or vanished (a rename of a folder):
-                            // re-list this source.
-                            files.extend(self.files_under(path));
-                            if let Ok(found) = manifest::list_yaml_files(path) {
-                                files.extend(found);
-                            }
+            for source in self.config.sources.clone() {
+                match &source {
+                    // The source directory itself (or a parent) was deleted, recreated or
+                    // replaced: list it again.
+                    Source::Dir { path: dir } if dir.starts_with(path) => {
+                        if let Some(found) = self.list(dir) {
+                            files.extend(self.files_under(dir));
+                            files.extend(found);
                         }
+                    }
+                    Source::Dir { path: dir } if path.starts_with(dir) => {
+                        files.extend(self.changed_files(dir, path));
                     }
                     Source::Chart {
                         path: chart,
                         values,
                         ..
                     } if (path.starts_with(chart) || values.iter().any(|v| v == path))
-                        && !charts.contains(source) =>
+                        && !charts.contains(&source) =>
                     {
                         charts.push(source.clone());
                     }
@@ -143,9 +171,9 @@ impl SourceSet {
             }
         }
         for f in files {
-            if f.is_file() {
+            if std::fs::symlink_metadata(&f).is_ok() {
                 self.load_file(&f);
-            } else {
+            } else if !self.root_missing(&f) {
                 self.entries.remove(&f);
             }
             summary.files += 1;
@@ -155,6 +183,31 @@ impl SourceSet {
             summary.charts += 1;
         }
         summary
+    }
+
+    /// The files a changed path inside directory source `dir` stands for: the YAML file
+    /// itself, or for a directory (appeared, vanished, renamed, replaced by a file) what was
+    /// read under it before and what is under it now.
+    fn changed_files(&mut self, dir: &Path, path: &Path) -> Vec<PathBuf> {
+        let mut out = self.files_under(path);
+        if manifest::is_yaml_file(path) {
+            out.push(path.to_path_buf());
+        } else if path.is_dir() {
+            // Re-walk the whole source: a new symlink can close a loop anywhere in it.
+            if let Some(found) = self.list(dir) {
+                out.extend(found.into_iter().filter(|f| f.starts_with(path)));
+            }
+        }
+        out
+    }
+
+    /// A file whose whole directory source is gone keeps its entry: the directory's problem
+    /// blocks prune, and a deleted directory must not look like deleted files.
+    fn root_missing(&self, file: &Path) -> bool {
+        self.config
+            .sources
+            .iter()
+            .any(|s| matches!(s, Source::Dir { path } if file.starts_with(path) && !path.is_dir()))
     }
 
     fn files_under(&self, dir: &Path) -> Vec<PathBuf> {
@@ -216,10 +269,12 @@ impl SourceSet {
     fn store(&mut self, key: PathBuf, loaded: Loaded) {
         let entry = self.entries.entry(key).or_default();
         entry.errors = loaded.errors;
+        entry.notes = loaded.notes;
         if loaded.parsed {
             entry.good = loaded.objects;
             entry.others = loaded.others;
             entry.skipped = loaded.skipped;
+            entry.refused = loaded.refused;
             entry.stale = false;
         } else {
             entry.stale = true;
@@ -236,6 +291,23 @@ impl SourceSet {
 
     pub fn problems(&self) -> &[SourceProblem] {
         &self.problems
+    }
+
+    /// What was skipped while reading (symlink loops, FIFOs, devices), one line each.
+    pub fn notes(&self) -> Vec<String> {
+        let walk = self.walk_notes.values().flatten();
+        let files = self.entries.values().flat_map(|e| e.notes.iter());
+        // One line per path (a FIFO seen by the walk and by a reload is one FIFO), and only
+        // for what is still there.
+        let by_path: BTreeMap<&Path, &str> = walk
+            .chain(files)
+            .filter(|n| std::fs::symlink_metadata(&n.path).is_ok())
+            .map(|n| (n.path.as_path(), n.message.as_str()))
+            .collect();
+        by_path
+            .into_iter()
+            .map(|(p, m)| format!("{}: {m}", self.config.display_path(p)))
+            .collect()
     }
 
     /// Kinds found in directory sources that are not owned, merged across files.
@@ -268,6 +340,11 @@ impl SourceSet {
             by_key.entry(obj.key.clone()).or_default().push(obj);
         }
         let mut desired = Desired::default();
+        desired.held.extend(
+            self.entries
+                .values()
+                .flat_map(|e| e.refused.iter().cloned()),
+        );
         for (key, defs) in by_key {
             if defs.len() > 1 {
                 let places: Vec<String> = defs.iter().map(|o| o.origin.to_string()).collect();
@@ -285,13 +362,16 @@ impl SourceSet {
             }
             desired.objects.push(defs[0].clone());
         }
+        // A source that cannot be read at all (its directory deleted) is an error like a
+        // file's: said, and prune waits; what it defined stays as last read.
+        errors.extend(self.problems.iter().map(|p| LoadError {
+            file: p.source.clone(),
+            pos: Default::default(),
+            object: None,
+            message: p.message.clone(),
+        }));
         for e in &errors {
             desired.blockers.push(e.to_string());
-        }
-        for p in &self.problems {
-            desired
-                .blockers
-                .push(format!("{}: {}", p.source, p.message));
         }
         (desired, errors)
     }

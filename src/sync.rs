@@ -346,8 +346,8 @@ fn is_server_field(path: &str) -> bool {
 }
 
 /// An object on its way out: source, body to send, live copy, and where to send it.
-struct Pending {
-    obj: SourceObject,
+struct Pending<'a> {
+    obj: &'a SourceObject,
     body: J,
     live: Option<DynamicObject>,
     ar: ApiResource,
@@ -369,10 +369,24 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
         dry_run: opts.dry_run,
         ..SyncReport::default()
     };
+    if let Some(by_kind) = list_owned(cluster, desired, opts, &mut report).await {
+        report_missing_kinds(&by_kind, desired, &mut report);
+        let phases = plan(cluster, desired, opts, &by_kind, &mut report).await;
+        apply_phases(cluster, phases, opts, &mut report).await;
+        if opts.prune {
+            prune(cluster, desired, opts, &by_kind, &mut report).await;
+        }
+    }
+    report.objects.sort_by(|a, b| a.key.cmp(&b.key));
+    report.duration = started.elapsed();
+    report
+}
 
-    // Kinds to look at: every owned kind (for prune) plus any kind present in the desired set;
-    // or, when the caller knows what the previous sync saw, only the kinds that are or were
-    // applied (a daemon's file-triggered syncs: fewer requests on the save-to-applied path).
+/// The kinds a sync looks at: every owned kind (for prune) plus any kind present in the
+/// desired set; or, when the caller knows what the previous sync saw, only the kinds that are
+/// or were applied (a daemon's file-triggered syncs: fewer requests on the save-to-applied
+/// path).
+fn kinds_to_list(desired: &Desired, opts: &SyncOptions) -> BTreeSet<GroupKind> {
     let mut kinds: BTreeSet<GroupKind> = if opts.only_known_kinds {
         opts.previously_applied
             .iter()
@@ -382,16 +396,30 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
         opts.owned.iter().cloned().collect()
     };
     kinds.extend(desired.objects.iter().map(|o| o.key.group_kind()));
-    let wanted_kinds: BTreeSet<GroupKind> =
-        desired.objects.iter().map(|o| o.key.group_kind()).collect();
+    kinds
+}
 
+fn wanted_kinds(desired: &Desired) -> BTreeSet<GroupKind> {
+    desired.objects.iter().map(|o| o.key.group_kind()).collect()
+}
+
+/// Lists what the instance owns, one request per kind, all at once. `None` when the cluster
+/// did not answer (said in the report): nothing can be decided.
+async fn list_owned(
+    cluster: &Cluster,
+    desired: &Desired,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) -> Option<BTreeMap<GroupKind, KindState>> {
+    let kinds = kinds_to_list(desired, opts);
+    let wanted = wanted_kinds(desired);
     let states = futures::future::join_all(
         kinds
             .iter()
             .map(|gk| list_kind(cluster, gk, &opts.instance, opts.cached_list)),
     )
     .await;
-    let mut by_kind: BTreeMap<GroupKind, KindState> = BTreeMap::new();
+    let mut by_kind = BTreeMap::new();
     for (gk, st) in kinds.iter().zip(states) {
         match st {
             Ok(st) => {
@@ -400,99 +428,75 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
             Err(e) if e.is_unreachable() => {
                 report.unreachable = true;
                 report.errors.push(format!("cluster unreachable: {e}"));
-                report.duration = started.elapsed();
-                return report;
+                return None;
             }
-            Err(e) => {
-                if wanted_kinds.contains(gk) {
-                    report.errors.push(e.to_string());
-                }
-            }
+            Err(e) if wanted.contains(gk) => report.errors.push(e.to_string()),
+            Err(_) => {}
         }
     }
-    // A kind that is not installed is said once, whatever number of objects use it.
-    let mut missing_said: BTreeSet<GroupKind> = BTreeSet::new();
-    for st in by_kind.values() {
-        if st.api.is_none() && wanted_kinds.contains(&st.gk) && missing_said.insert(st.gk.clone()) {
-            report.errors.push(
-                ClusterError::KindNotInstalled {
-                    kind: st.gk.clone(),
-                    hint: if st.gk.group.ends_with("istio.io") {
-                        "Istio CRDs are not installed in this cluster: run dev/up.sh".into()
-                    } else {
-                        format!("install the CRD of {} first", st.gk)
-                    },
-                }
-                .to_string(),
-            );
-        }
-    }
+    Some(by_kind)
+}
 
-    // Decide per object, then apply phase by phase.
-    let mut to_apply: BTreeMap<u8, Vec<Pending>> = BTreeMap::new();
+/// A kind that is not installed is said once, whatever number of objects use it.
+fn report_missing_kinds(
+    by_kind: &BTreeMap<GroupKind, KindState>,
+    desired: &Desired,
+    report: &mut SyncReport,
+) {
+    let wanted = wanted_kinds(desired);
+    for st in by_kind.values() {
+        if st.api.is_some() || !wanted.contains(&st.gk) {
+            continue;
+        }
+        let hint = if st.gk.group.ends_with("istio.io") {
+            "Istio CRDs are not installed in this cluster: run dev/up.sh".into()
+        } else {
+            format!("install the CRD of {} first", st.gk)
+        };
+        let error = ClusterError::KindNotInstalled {
+            kind: st.gk.clone(),
+            hint,
+        };
+        report.errors.push(error.to_string());
+    }
+}
+
+/// Decides per object: unchanged (not sent), drifted and left alone, or to apply in its
+/// phase. Returns the phases in order.
+async fn plan<'a>(
+    cluster: &Cluster,
+    desired: &'a Desired,
+    opts: &SyncOptions,
+    by_kind: &BTreeMap<GroupKind, KindState>,
+    report: &mut SyncReport,
+) -> BTreeMap<u8, Vec<Pending<'a>>> {
+    let mut phases: BTreeMap<u8, Vec<Pending<'a>>> = BTreeMap::new();
     for obj in &desired.objects {
         if desired.held.contains(&obj.key) {
             continue;
         }
         let gk = obj.key.group_kind();
         let Some(st) = by_kind.get(&gk) else { continue };
-        let Some((ar, scope)) = &st.api else { continue };
-        // Each object is sent in the version its file names; discovery knows it is served.
-        let (ar, scope) = if ar.version == version_of(&obj.api_version) {
-            (ar.clone(), scope.clone())
-        } else {
-            match cluster
-                .resolve(&gk, Some(version_of(&obj.api_version)))
-                .await
-            {
-                Ok(found) => found,
-                Err(e) => {
-                    report.push(
-                        obj.key.clone(),
-                        Some(source_of(obj)),
-                        Outcome::Failed {
-                            message: e.to_string(),
-                        },
-                    );
-                    continue;
-                }
+        let Some(api) = &st.api else { continue };
+        let (ar, scope) = match served_version(cluster, obj, api).await {
+            Ok(found) => found,
+            Err(e) => {
+                let message = e.to_string();
+                report.push(
+                    obj.key.clone(),
+                    Some(source_of(obj)),
+                    Outcome::Failed { message },
+                );
+                continue;
             }
         };
         let body = applied_body(obj, &opts.instance);
         let live = st.live.get(&obj.key).cloned();
-        let drift = match &live {
-            Some(l) => {
-                let live_json = serde_json::to_value(l).unwrap_or(J::Null);
-                if unchanged(&body, &live_json) {
-                    report.push_result(ObjectResult {
-                        key: obj.key.clone(),
-                        source: Some(source_of(obj)),
-                        outcome: Outcome::Unchanged,
-                        drift: None,
-                        resource_version: l.metadata.resource_version.clone(),
-                        uid: None,
-                    });
-                    continue;
-                }
-                // Our digest is there but a value is not: someone else edited it.
-                (digest_of(&body) == digest_of(&live_json)).then_some(Drift::Edited)
-            }
-            None if opts.previously_applied.contains(&obj.key) => Some(Drift::Deleted),
-            None => None,
-        };
-        if drift.is_some() && !opts.restore_drift {
-            report.push_result(ObjectResult {
-                key: obj.key.clone(),
-                source: Some(source_of(obj)),
-                outcome: Outcome::Drifted,
-                drift,
-                resource_version: None,
-                uid: None,
-            });
+        let Some(drift) = decide(obj, &body, live.as_ref(), opts, report) else {
             continue;
-        }
-        to_apply.entry(phase(&gk)).or_default().push(Pending {
-            obj: obj.clone(),
+        };
+        phases.entry(phase(&gk)).or_default().push(Pending {
+            obj,
             body,
             live,
             ar,
@@ -500,97 +504,154 @@ pub async fn sync(cluster: &Cluster, desired: &Desired, opts: &SyncOptions) -> S
             drift,
         });
     }
+    phases
+}
 
-    for (_, batch) in to_apply {
-        let results: Vec<_> = futures::stream::iter(batch.into_iter().map(|p| async move {
-            let (obj, drift) = (p.obj.clone(), p.drift);
-            let outcome = apply_one(cluster, p, opts).await;
-            (obj, drift, outcome)
-        }))
-        .buffer_unordered(APPLY_CONCURRENCY)
-        .collect()
-        .await;
-        for (obj, drift, outcome) in results {
-            match outcome {
-                Ok((o, rv)) => report.push_result(ObjectResult {
+/// Each object is sent in the version its file names; discovery knows it is served.
+async fn served_version(
+    cluster: &Cluster,
+    obj: &SourceObject,
+    (ar, scope): &(ApiResource, Scope),
+) -> Result<(ApiResource, Scope), ClusterError> {
+    let version = version_of(&obj.api_version);
+    if ar.version == version {
+        return Ok((ar.clone(), scope.clone()));
+    }
+    cluster.resolve(&obj.key.group_kind(), Some(version)).await
+}
+
+/// `None` when the object is settled without a write (unchanged, or drift only reported);
+/// else the drift to restore, if any.
+fn decide(
+    obj: &SourceObject,
+    body: &J,
+    live: Option<&DynamicObject>,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) -> Option<Option<Drift>> {
+    let drift = match live {
+        Some(l) => {
+            let live_json = serde_json::to_value(l).unwrap_or(J::Null);
+            if unchanged(body, &live_json) {
+                report.push_result(ObjectResult {
                     key: obj.key.clone(),
-                    source: Some(source_of(&obj)),
-                    outcome: o,
-                    drift,
-                    resource_version: rv,
+                    source: Some(source_of(obj)),
+                    outcome: Outcome::Unchanged,
+                    drift: None,
+                    resource_version: l.metadata.resource_version.clone(),
                     uid: None,
-                }),
-                Err(e) if e.is_unreachable() => {
-                    report.unreachable = true;
-                    report.push(
-                        obj.key.clone(),
-                        Some(source_of(&obj)),
-                        Outcome::Failed {
-                            message: e.to_string(),
-                        },
-                    );
-                }
-                Err(e) => report.push(
-                    obj.key.clone(),
-                    Some(source_of(&obj)),
-                    Outcome::Failed {
-                        message: e.to_string(),
-                    },
-                ),
+                });
+                return None;
             }
+            // Our digest is there but a value is not: someone else edited it.
+            (digest_of(body) == digest_of(&live_json)).then_some(Drift::Edited)
         }
+        None if opts.previously_applied.contains(&obj.key) => Some(Drift::Deleted),
+        None => None,
+    };
+    if drift.is_some() && !opts.restore_drift {
+        report.push_result(ObjectResult {
+            key: obj.key.clone(),
+            source: Some(source_of(obj)),
+            outcome: Outcome::Drifted,
+            drift,
+            resource_version: None,
+            uid: None,
+        });
+        return None;
     }
+    Some(drift)
+}
 
-    // Prune: only what carries both labels, only when nothing is in doubt.
-    if opts.prune {
-        let mut blockers = desired.blockers.clone();
-        if !report.errors.is_empty() {
-            blockers.push(format!("{} error(s) in this sync", report.errors.len()));
-        }
-        if report.unreachable {
-            blockers.push("the cluster did not answer every request".into());
-        }
-        let defined: BTreeSet<&ObjectKey> = desired.objects.iter().map(|o| &o.key).collect();
-        let stale: Vec<(ObjectKey, DynamicObject, kube::api::ApiResource, Scope)> = by_kind
-            .values()
-            .filter_map(|st| st.api.as_ref().map(|(ar, scope)| (st, ar, scope)))
-            .flat_map(|(st, ar, scope)| {
-                st.live
-                    .iter()
-                    .filter(|(k, o)| !defined.contains(k) && carries_both_labels(o, &opts.instance))
-                    .map(move |(k, o)| (k.clone(), o.clone(), ar.clone(), scope.clone()))
-            })
+/// Applies phase by phase, so what others refer to lands first; within a phase, up to
+/// [`APPLY_CONCURRENCY`] requests at once.
+async fn apply_phases(
+    cluster: &Cluster,
+    phases: BTreeMap<u8, Vec<Pending<'_>>>,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) {
+    for (_, batch) in phases {
+        let requests: Vec<_> = batch
+            .into_iter()
+            .map(|p| apply_pending(cluster, p, opts))
             .collect();
-        if !blockers.is_empty() {
-            if !stale.is_empty() {
-                report.prune_blocked = blockers;
-            }
-        } else {
-            for (key, live, ar, scope) in stale {
-                match delete_one(cluster, &key, &live, &ar, &scope, opts.dry_run).await {
-                    Ok(()) => report.push_result(ObjectResult {
-                        key,
-                        source: None,
-                        outcome: Outcome::Pruned,
-                        drift: None,
-                        resource_version: None,
-                        uid: live.metadata.uid.clone(),
-                    }),
-                    Err(e) => report.push(
-                        key,
-                        None,
-                        Outcome::Failed {
-                            message: format!("prune: {e}"),
-                        },
-                    ),
+        let results: Vec<_> = futures::stream::iter(requests)
+            .buffer_unordered(APPLY_CONCURRENCY)
+            .collect()
+            .await;
+        for (obj, drift, outcome) in results {
+            let (outcome, resource_version) = match outcome {
+                Ok(done) => done,
+                Err(e) => {
+                    report.unreachable |= e.is_unreachable();
+                    let message = e.to_string();
+                    (Outcome::Failed { message }, None)
                 }
-            }
+            };
+            report.push_result(ObjectResult {
+                key: obj.key.clone(),
+                source: Some(source_of(obj)),
+                outcome,
+                drift,
+                resource_version,
+                uid: None,
+            });
         }
     }
+}
 
-    report.objects.sort_by(|a, b| a.key.cmp(&b.key));
-    report.duration = started.elapsed();
-    report
+/// Deletes what carries both labels and no source defines, only when nothing is in doubt.
+async fn prune(
+    cluster: &Cluster,
+    desired: &Desired,
+    opts: &SyncOptions,
+    by_kind: &BTreeMap<GroupKind, KindState>,
+    report: &mut SyncReport,
+) {
+    let mut blockers = desired.blockers.clone();
+    if !report.errors.is_empty() {
+        blockers.push(format!("{} error(s) in this sync", report.errors.len()));
+    }
+    if report.unreachable {
+        blockers.push("the cluster did not answer every request".into());
+    }
+    let defined: BTreeSet<&ObjectKey> = desired.objects.iter().map(|o| &o.key).collect();
+    let stale: Vec<(&ObjectKey, &DynamicObject, &ApiResource, &Scope)> = by_kind
+        .values()
+        .filter_map(|st| st.api.as_ref().map(|(ar, scope)| (st, ar, scope)))
+        .flat_map(|(st, ar, scope)| {
+            st.live
+                .iter()
+                .filter(|(k, o)| !defined.contains(k) && carries_both_labels(o, &opts.instance))
+                .map(move |(k, o)| (k, o, ar, scope))
+        })
+        .collect();
+    if !blockers.is_empty() {
+        if !stale.is_empty() {
+            report.prune_blocked = blockers;
+        }
+        return;
+    }
+    for (key, live, ar, scope) in stale {
+        let outcome = match delete_one(cluster, key, live, ar, scope, opts.dry_run).await {
+            Ok(()) => Outcome::Pruned,
+            Err(e) => Outcome::Failed {
+                message: format!("prune: {e}"),
+            },
+        };
+        let uid = matches!(outcome, Outcome::Pruned)
+            .then(|| live.metadata.uid.clone())
+            .flatten();
+        report.push_result(ObjectResult {
+            key: key.clone(),
+            source: None,
+            outcome,
+            drift: None,
+            resource_version: None,
+            uid,
+        });
+    }
 }
 
 /// Deletes every object of one instance, of every owned kind: those carrying both ownership
@@ -682,9 +743,23 @@ async fn list_kind(
     })
 }
 
+/// [`apply_one`], keeping what the report needs.
+async fn apply_pending<'a>(
+    cluster: &Cluster,
+    p: Pending<'a>,
+    opts: &SyncOptions,
+) -> (
+    &'a SourceObject,
+    Option<Drift>,
+    Result<(Outcome, Option<String>), ClusterError>,
+) {
+    let (obj, drift) = (p.obj, p.drift);
+    (obj, drift, apply_one(cluster, p, opts).await)
+}
+
 async fn apply_one(
     cluster: &Cluster,
-    pending: Pending,
+    pending: Pending<'_>,
     opts: &SyncOptions,
 ) -> Result<(Outcome, Option<String>), ClusterError> {
     let Pending {
@@ -696,7 +771,7 @@ async fn apply_one(
         drift,
     } = pending;
     let live = live.as_ref();
-    let (ar, scope, obj) = (&ar, &scope, &obj);
+    let (ar, scope) = (&ar, &scope);
     let api = api_for(cluster, ar, scope, &obj.key.namespace);
     let mut params = PatchParams::apply(FIELD_MANAGER);
     // Restoring drift means taking back the fields another client took.
@@ -706,10 +781,10 @@ async fn apply_one(
     match result {
         Ok(after) => {
             let rv = after.metadata.resource_version.clone();
-            let after = serde_json::to_value(&after).unwrap_or(J::Null);
             let outcome = match live {
                 None => Outcome::Created,
                 Some(before) => {
+                    let after = serde_json::to_value(&after).unwrap_or(J::Null);
                     let before = serde_json::to_value(before).unwrap_or(J::Null);
                     let mut fields = changed_fields(&before, &after);
                     if fields.is_empty() {
@@ -725,19 +800,31 @@ async fn apply_one(
             Outcome::Conflicted {
                 message: format!(
                     "{} (another field manager owns these fields; set force_conflicts: true to take them)",
-                    status.message
+                    located(obj, "conflict", &status)
                 ),
             },
             None,
         )),
         Err(kube::Error::Api(status)) => Ok((
             Outcome::Failed {
-                message: format!("rejected by the API server: {}", status.message),
+                message: located(obj, "rejected by the API server", &status),
             },
             None,
         )),
         Err(e) => Err(ClusterError::Api(e)),
     }
+}
+
+/// The refusal's message with every field path in it located in the object's file.
+fn located(obj: &SourceObject, what: &str, status: &kube::core::Status) -> String {
+    let causes: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .map(|c| c.field.clone())
+        .filter(|f| !f.is_empty())
+        .collect();
+    crate::refusal::locate(obj, what, &status.message, &causes)
 }
 
 async fn delete_one(

@@ -32,7 +32,7 @@ fn rel(p: &Path) -> PathBuf {
 
 fn live_facts(path: &Path) -> Option<Facts> {
     let text = std::fs::read_to_string(path).ok()?;
-    let docs = yaml::parse_documents(&text).expect("live fixture parses");
+    let docs = yaml::parse_documents(&text, &Default::default()).expect("live fixture parses");
     let values: Vec<serde_json::Value> = docs.iter().map(|d| d.to_json()).collect();
     Some(Facts::from_json(&values))
 }
@@ -450,6 +450,7 @@ mod properties {
             owned: meshloop::config::default_owned_kinds(),
             default_namespace: "dev".into(),
             keep_others: true,
+            limits: Default::default(),
         }
     }
 

@@ -592,3 +592,84 @@ fn sigterm_stops_the_daemon_cleanly() {
         "{rest:?}"
     );
 }
+
+/// Waits, through a watch on the API server, until the VirtualService is gone.
+async fn wait_gone(r: &Running, name: &str) {
+    let gone = |o: Option<&DynamicObject>| o.is_none();
+    tokio::time::timeout(WAIT, await_condition(r.vs_api(), name, gone))
+        .await
+        .unwrap_or_else(|_| panic!("{name} was never pruned; status: {:#?}", r.status()))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn hostile_entries_appearing_under_a_watched_directory_never_stop_the_loop() {
+    let r = Running::start(support::cluster(), "up-hostile", "").await;
+    r.wait_weight("goapp", 90).await;
+    // A symlink to a parent (a loop), a FIFO and a symlink to /dev/zero, named as sources.
+    std::os::unix::fs::symlink("..", r.path("routing/up")).unwrap();
+    let st = std::process::Command::new("mkfifo")
+        .arg(r.path("routing/x.yaml"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::os::unix::fs::symlink("/dev/zero", r.path("routing/z.yaml")).unwrap();
+    std::fs::write(r.path("routing/goapp.yaml"), vs("goapp", 80)).unwrap();
+    r.wait_weight("goapp", 80).await;
+    let s = r
+        .wait_status("the notes of the hostile entries", |s| {
+            s.last_sync.as_ref().is_some_and(|l| {
+                l.source_notes.len() == 3
+                    && l.source_notes
+                        .iter()
+                        .any(|n| n == "routing/x.yaml: not a regular file (a FIFO); skipped")
+            })
+        })
+        .await;
+    let notes = s.last_sync.unwrap().source_notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("routing/up: a symlink to ") && n.ends_with("a loop; skipped")),
+        "{notes:?}"
+    );
+
+    // A directory replaced by a file: what it held is pruned, the rest stays.
+    std::fs::create_dir(r.path("routing/sub")).unwrap();
+    std::fs::write(r.path("routing/sub/extra.yaml"), vs("extra", 50)).unwrap();
+    r.wait_weight("extra", 50).await;
+    std::fs::remove_dir_all(r.path("routing/sub")).unwrap();
+    std::fs::write(r.path("routing/sub"), "not a directory any more\n").unwrap();
+    wait_gone(&r, "extra").await;
+    assert_eq!(r.weight("goapp").await, Some(80));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn the_routing_directory_deleted_keeps_its_objects_and_recreated_applies() {
+    let r = Running::start(support::cluster(), "up-rmdir", "").await;
+    r.wait_weight("goapp", 90).await;
+    let syncs = r.status().syncs;
+    std::fs::remove_dir_all(r.path("routing")).unwrap();
+    let s = r
+        .wait_status("the sync after the deletion", |s| {
+            s.syncs > syncs
+                && s.last_sync.as_ref().is_some_and(|l| {
+                    l.load_errors
+                        .iter()
+                        .any(|e| e.to_string().starts_with("routing: cannot read directory"))
+                })
+        })
+        .await;
+    assert!(!s.last_sync.unwrap().ok);
+    assert_eq!(r.weight("goapp").await, Some(90), "nothing is pruned");
+
+    std::fs::create_dir(r.path("routing")).unwrap();
+    std::fs::write(r.path("routing/subsets.yaml"), SUBSETS).unwrap();
+    std::fs::write(r.path("routing/goapp.yaml"), vs("goapp", 70)).unwrap();
+    r.wait_weight("goapp", 70).await;
+    // Watched again: a later save in the new directory applies too.
+    std::fs::write(r.path("routing/goapp.yaml"), vs("goapp", 60)).unwrap();
+    r.wait_weight("goapp", 60).await;
+    r.stop().await;
+}

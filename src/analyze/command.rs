@@ -228,11 +228,13 @@ pub fn read_inputs(
         inputs.objects = desired.objects;
         inputs.others = set.others();
         inputs.load_findings = errors.iter().map(load_error_finding).collect();
+        inputs.notes.extend(set.notes());
     } else {
         let opts = LoadOptions {
             owned: config.map_or_else(config::default_owned_kinds, |c| c.owned_kinds.clone()),
             default_namespace: namespace,
             keep_others: true,
+            limits: config.map(|c| c.limits).unwrap_or_default(),
         };
         read_paths(paths, &opts, &mut inputs)?;
     }
@@ -252,7 +254,14 @@ fn read_paths(
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| io(p, e))?;
         if meta.is_dir() {
-            files.extend(manifest::list_yaml_files(p).map_err(|e| io(p, e))?);
+            let listing = manifest::list_yaml_files(p).map_err(|e| io(p, e))?;
+            files.extend(listing.files);
+            inputs.notes.extend(
+                listing
+                    .notes
+                    .iter()
+                    .map(|n| format!("{}: {}", n.path.display(), n.message)),
+            );
         } else {
             files.push(p.clone());
         }
@@ -264,6 +273,12 @@ fn read_paths(
         inputs
             .load_findings
             .extend(loaded.errors.iter().map(load_error_finding));
+        inputs.notes.extend(
+            loaded
+                .notes
+                .iter()
+                .map(|n| format!("{}: {}", n.path.display(), n.message)),
+        );
         for obj in loaded.objects {
             match seen.get(&obj.key) {
                 Some(first) => inputs.load_findings.push(load_error_finding(&LoadError {
@@ -289,14 +304,10 @@ fn load_parallel(
     files: &[PathBuf],
     opts: &LoadOptions,
 ) -> Result<Vec<manifest::Loaded>, (PathBuf, std::io::Error)> {
+    // Through the bounded reader: a FIFO or a device named on the command line is skipped
+    // with a note instead of blocking or reading forever.
     let load = |f: &PathBuf| {
-        let text = std::fs::read_to_string(f).map_err(|e| (f.clone(), e))?;
-        Ok(manifest::load_text(
-            &text,
-            &f.display().to_string(),
-            false,
-            opts,
-        ))
+        Ok::<_, (PathBuf, std::io::Error)>(manifest::load_file(f, &f.display().to_string(), opts))
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -337,8 +348,20 @@ pub fn report(inputs: Inputs) -> CheckReport {
         inputs.facts.as_ref(),
         &inputs.ingress,
     );
-    let mut all = inputs.load_findings;
-    all.extend(checks::analyze(&model));
+    let analyzed = checks::analyze(&model);
+    // An object its CRD's schema refuses is still analyzed; where an analyzer says more about
+    // the same line of the same object, its finding replaces the schema's.
+    let mut all: Vec<Finding> = inputs
+        .load_findings
+        .into_iter()
+        .filter(|l| {
+            l.code != "ML0002"
+                || !analyzed
+                    .iter()
+                    .any(|a| a.file == l.file && a.line == l.line && same_object(a, l))
+        })
+        .collect();
+    all.extend(analyzed);
     findings::sort(&mut all);
     CheckReport {
         findings: all,
@@ -347,6 +370,18 @@ pub fn report(inputs: Inputs) -> CheckReport {
         files: inputs.files,
         live: inputs.facts.is_some(),
         notes: inputs.notes,
+    }
+}
+
+/// `VirtualService dev/goapp` (an analyzer's) and `VirtualService goapp` (a loader's) name
+/// the same object.
+fn same_object(analyzer: &Finding, loader: &Finding) -> bool {
+    match loader.object.split_once(' ') {
+        Some((kind, name)) => {
+            analyzer.object.starts_with(&format!("{kind} "))
+                && analyzer.object.ends_with(&format!("/{name}"))
+        }
+        None => false,
     }
 }
 

@@ -12,7 +12,7 @@
 //! | ML0002 | error | object malformed (no apiVersion/kind/name, field of the wrong type) | |
 //! | ML0003 | error | object defined more than once | |
 //! | ML0101 | error | VirtualService names a Gateway that does not exist | IST0101, KIA1102 |
-//! | ML0102 | warning/error | gateway reference in the legacy `name.namespace` form, or `./name` (Istio rejects it) | |
+//! | ML0102 | warning/error | gateway reference in the legacy `name.namespace` form, or `./name` (Istio rejects it) | KIA1108 |
 //! | ML0103 | warning | VirtualService bound to the mesh only, though a Gateway serves its host | |
 //! | ML0104 | error | VirtualService without hosts | |
 //! | ML0105 | error | host `*` on a VirtualService bound to the mesh | |
@@ -130,7 +130,7 @@ pub const RULES: &[Rule] = &[
     ),
     rule(
         "ML0102",
-        &[],
+        &["KIA1108"],
         false,
         "gateway reference in the legacy name.namespace form",
     ),

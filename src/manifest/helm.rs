@@ -130,6 +130,7 @@ mod tests {
             owned: crate::config::default_owned_kinds(),
             default_namespace: "dev".into(),
             keep_others: false,
+            limits: Default::default(),
         };
         let l = load_rendered(rendered, "charts/goapp", &opts);
         assert!(l.errors.is_empty(), "{:?}", l.errors);

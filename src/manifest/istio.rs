@@ -270,6 +270,7 @@ spec:
             owned: crate::config::default_owned_kinds(),
             default_namespace: "dev".into(),
             keep_others: false,
+            limits: Default::default(),
         };
         let l = load_text(text, "routing/goapp.yaml", false, &opts);
         assert_eq!(
@@ -283,6 +284,7 @@ spec:
     fn reads_a_virtual_service() {
         let doc = &yaml::parse_documents(
             "spec:\n  hosts: [goapp.dev]\n  gateways: [goapp-gateway]\n  http:\n  - match:\n    - uri: {prefix: /}\n    route:\n    - destination: {host: goapp, subset: v1}\n      weight: 90\n",
+            &Default::default(),
         )
         .unwrap()[0];
         let vs: VirtualServiceSpec = spec(doc).unwrap();

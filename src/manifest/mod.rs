@@ -13,11 +13,13 @@
 
 pub mod helm;
 pub mod istio;
+pub mod read;
+pub mod schema;
 pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -135,6 +137,11 @@ pub struct Loaded {
     pub skipped: Vec<Skipped>,
     /// Objects of kinds not owned, kept for offline analysis (Deployments, Services).
     pub others: Vec<SourceObject>,
+    /// Said once, not an error: the file was skipped (a FIFO, a device).
+    pub notes: Vec<read::Note>,
+    /// Objects in `objects` that their CRD's schema refuses (the errors say why): kept for
+    /// analysis, never applied.
+    pub refused: Vec<ObjectKey>,
 }
 
 /// How to read documents: which kinds are ours and which namespace fills a gap.
@@ -144,18 +151,41 @@ pub struct LoadOptions {
     pub default_namespace: String,
     /// Also keep non-owned objects in [`Loaded::others`] (analysis wants workloads).
     pub keep_others: bool,
+    /// What one file may cost to read and parse.
+    pub limits: read::Limits,
+}
+
+impl LoadOptions {
+    /// Owned kinds and the namespace that fills a gap; the other settings at their defaults.
+    pub fn new(owned: Vec<GroupKind>, default_namespace: &str) -> LoadOptions {
+        LoadOptions {
+            owned,
+            default_namespace: default_namespace.to_string(),
+            keep_others: false,
+            limits: read::Limits::default(),
+        }
+    }
 }
 
 /// Reads one YAML file of a directory source.
 pub fn load_file(path: &Path, shown_as: &str, opts: &LoadOptions) -> Loaded {
-    match std::fs::read_to_string(path) {
+    match read::read_text(path, &opts.limits) {
         Ok(text) => load_text(&text, shown_as, false, opts),
+        // A FIFO or a device contributes nothing, like a file that is not YAML.
+        Err(e) if e.is_skip() => Loaded {
+            parsed: true,
+            notes: vec![read::Note {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }],
+            ..Loaded::default()
+        },
         Err(e) => Loaded {
             errors: vec![LoadError {
                 file: shown_as.to_string(),
                 pos: Pos::default(),
                 object: None,
-                message: format!("cannot read: {e}"),
+                message: e.to_string(),
             }],
             ..Loaded::default()
         },
@@ -164,15 +194,19 @@ pub fn load_file(path: &Path, shown_as: &str, opts: &LoadOptions) -> Loaded {
 
 /// Reads the documents of `text`, which came from `file`.
 pub fn load_text(text: &str, file: &str, rendered: bool, opts: &LoadOptions) -> Loaded {
-    let docs = match yaml::parse_documents(text) {
+    let docs = match yaml::parse_documents(text, &opts.limits) {
         Ok(d) => d,
         Err(e) => {
+            let message = match e.budget {
+                true => e.message,
+                false => format!("invalid YAML: {}", e.message),
+            };
             return Loaded {
                 errors: vec![LoadError {
                     file: file.to_string(),
                     pos: e.pos,
                     object: None,
-                    message: format!("invalid YAML: {}", e.message),
+                    message,
                 }],
                 ..Loaded::default()
             };
@@ -327,6 +361,19 @@ fn read_object(
         out.errors.push(err(e.pos, Some(label), e.to_string()));
         return;
     }
+    // The CRD's own schema, so what the API server would refuse is refused here, located.
+    let version = api_version.rsplit_once('/').map_or("", |(_, v)| v);
+    let violations = if owned {
+        schema::validate(&gk, version, &node)
+    } else {
+        Vec::new()
+    };
+    // A refused object is still read (analysis may say more about the same field), but the
+    // caller holds it back: it is neither applied nor pruned.
+    for v in &violations {
+        out.errors
+            .push(err(v.pos, Some(label.clone()), v.to_string()));
+    }
     let mut body = node.to_json();
     if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         meta.insert(
@@ -334,13 +381,17 @@ fn read_object(
             serde_json::Value::String(namespace.clone()),
         );
     }
+    let key = ObjectKey {
+        group,
+        kind,
+        namespace,
+        name,
+    };
+    if !violations.is_empty() {
+        out.refused.push(key.clone());
+    }
     let obj = SourceObject {
-        key: ObjectKey {
-            group,
-            kind,
-            namespace,
-            name,
-        },
+        key,
         api_version,
         origin: Origin {
             file: file.to_string(),
@@ -400,42 +451,14 @@ pub fn is_yaml_file(path: &Path) -> bool {
         )
 }
 
-/// Every YAML file under `dir`, sorted so runs are deterministic. A missing directory is an
-/// error (a typo in `sources:` should not look like "everything was deleted").
-pub fn list_yaml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let ty = entry.file_type()?;
-            if ty.is_dir() || (ty.is_symlink() && path.is_dir()) {
-                if !is_ignored_name(&name) && !name.starts_with('.') {
-                    walk(&path, out)?;
-                }
-            } else if is_yaml_file(&path) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out)?;
-    out.sort();
-    Ok(out)
-}
+pub use read::list_yaml_files;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn opts() -> LoadOptions {
-        LoadOptions {
-            owned: crate::config::default_owned_kinds(),
-            default_namespace: "dev".into(),
-            keep_others: false,
-        }
+        LoadOptions::new(crate::config::default_owned_kinds(), "dev")
     }
 
     const VS: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: goapp\nspec:\n  hosts: [goapp.dev]\n";

@@ -15,6 +15,9 @@ use serde::de::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
+use serde_saphyr::budget::BudgetBreach;
+
+use super::read::Limits;
 
 /// A 1-based line and column in a source file. `0:0` means unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
@@ -64,25 +67,78 @@ pub enum Value {
     Map(Vec<(Key, Node)>),
 }
 
-/// A syntax error in a YAML file.
+/// A syntax error in a YAML file, or a limit it went past.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    /// A limit of [`Limits`] was reached: the message says which key raises it.
+    pub budget: bool,
 }
 
-/// Parses every document of `text`. Empty documents (a stray `---`) are dropped by the parser.
-pub fn parse_documents(text: &str) -> Result<Vec<Node>, SyntaxError> {
-    serde_saphyr::from_multiple::<Node>(text).map_err(|e| {
+/// Parses every document of `text`, within `limits`. Empty documents (a stray `---`) are
+/// dropped by the parser.
+pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Node>, SyntaxError> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = limits.max_documents;
+    budget.max_nodes = limits.max_nodes;
+    budget.max_depth = limits.max_depth;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_multiple_with_options::<Node>(text, options).map_err(|e| {
         let pos = e
             .location()
             .map(|l| Pos::from_location(&l))
             .unwrap_or_default();
+        if let serde_saphyr::Error::Budget { breach, .. } = e.without_snippet() {
+            let (message, pos) = budget_message(breach, limits, pos);
+            return SyntaxError {
+                pos,
+                message,
+                budget: true,
+            };
+        }
         SyntaxError {
             pos,
             message: strip_location_prefix(&e.without_snippet().to_string()),
+            budget: false,
         }
     })
+}
+
+/// What a user does about a breached budget. Counts over the whole file have no useful
+/// position; a depth does.
+fn budget_message(breach: &BudgetBreach, limits: &Limits, pos: Pos) -> (String, Pos) {
+    let none = Pos::default();
+    match breach {
+        BudgetBreach::Documents { .. } => (
+            format!(
+                "more than {} documents (limit `max_documents`): split the file",
+                limits.max_documents
+            ),
+            none,
+        ),
+        BudgetBreach::Nodes { .. } => (
+            format!(
+                "more than {} YAML nodes (limit `max_nodes`): split the file",
+                limits.max_nodes
+            ),
+            none,
+        ),
+        BudgetBreach::Depth { .. } => (
+            format!(
+                "nested deeper than {} levels (limit `max_depth`)",
+                limits.max_depth
+            ),
+            pos,
+        ),
+        other => (
+            format!(
+                "the YAML is too large or too repetitive for the parser's limits ({other:?}): split the file or remove the aliases"
+            ),
+            pos,
+        ),
+    }
 }
 
 /// serde-saphyr renders `error: line 3 column 2: message`; we print the position ourselves.
@@ -737,9 +793,32 @@ impl<'de> MapAccess<'de> for LocDe<'_> {
 mod tests {
     use super::*;
 
+    fn parse_documents_default(text: &str) -> Result<Vec<Node>, SyntaxError> {
+        parse_documents(text, &Limits::default())
+    }
+
+    #[test]
+    fn budgets_name_the_limit_and_what_to_do() {
+        let text = "a: 1\n---\n".repeat(1025);
+        let e = parse_documents_default(&text).unwrap_err();
+        assert!(e.budget);
+        assert_eq!(
+            e.message,
+            "more than 1024 documents (limit `max_documents`): split the file"
+        );
+        let limits = Limits {
+            max_documents: 2000,
+            max_depth: 3,
+            ..Limits::default()
+        };
+        assert_eq!(parse_documents(&text, &limits).unwrap().len(), 1025);
+        let e = parse_documents("a: {b: {c: {d: 1}}}\n", &limits).unwrap_err();
+        assert_eq!(e.message, "nested deeper than 3 levels (limit `max_depth`)");
+    }
+
     #[test]
     fn positions_are_absolute_across_documents() {
-        let docs = parse_documents("a: 1\n---\nkind: X\nspec:\n  port: 80\n").unwrap();
+        let docs = parse_documents_default("a: 1\n---\nkind: X\nspec:\n  port: 80\n").unwrap();
         assert_eq!(docs.len(), 2);
         let port = docs[1].at("spec.port").unwrap();
         assert_eq!(port.pos, Pos { line: 5, col: 9 });
@@ -748,21 +827,22 @@ mod tests {
 
     #[test]
     fn syntax_error_has_position_and_bare_message() {
-        let err = parse_documents("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
+        let err = parse_documents_default("a: 1\nb: [1, 2\nc: 3\n").unwrap_err();
         assert_eq!(err.pos.line, 3);
         assert!(!err.message.starts_with("line"), "{}", err.message);
     }
 
     #[test]
     fn duplicate_keys_are_a_syntax_error() {
-        let err = parse_documents("a: 1\na: 2\n").unwrap_err();
+        let err = parse_documents_default("a: 1\na: 2\n").unwrap_err();
         assert_eq!(err.pos.line, 2);
         assert!(err.message.contains("duplicate"), "{}", err.message);
     }
 
     #[test]
     fn json_conversion_keeps_types() {
-        let doc = &parse_documents("p: 80\ns: \"80\"\nb: true\nf: 1.5\nn: ~\nl: [x]\n").unwrap()[0];
+        let doc = &parse_documents_default("p: 80\ns: \"80\"\nb: true\nf: 1.5\nn: ~\nl: [x]\n")
+            .unwrap()[0];
         assert_eq!(
             doc.to_json(),
             serde_json::json!({"p": 80, "s": "80", "b": true, "f": 1.5, "n": null, "l": ["x"]})
@@ -783,8 +863,9 @@ mod tests {
 
     #[test]
     fn typed_view_error_names_path_and_position() {
-        let doc = &parse_documents("spec:\n  route:\n    - destination:\n        host: [a]\n")
-            .unwrap()[0];
+        let doc =
+            &parse_documents_default("spec:\n  route:\n    - destination:\n        host: [a]\n")
+                .unwrap()[0];
         let route = doc.at("spec.route").unwrap();
         let err =
             from_node::<Vec<Route>>(route, &[Seg::Key("spec".into()), Seg::Key("route".into())])
@@ -798,7 +879,8 @@ mod tests {
 
     #[test]
     fn typed_view_records_field_positions() {
-        let doc = &parse_documents("destination:\n  host: goapp\n  port: 8080\n").unwrap()[0];
+        let doc =
+            &parse_documents_default("destination:\n  host: goapp\n  port: 8080\n").unwrap()[0];
         let route: Route = from_node(doc, &[]).unwrap();
         assert_eq!(route.destination.host.value, "goapp");
         assert_eq!(route.destination.host.pos, Pos { line: 2, col: 9 });
@@ -807,7 +889,7 @@ mod tests {
 
     #[test]
     fn missing_field_points_at_the_parent_mapping() {
-        let doc = &parse_documents("destination:\n  port: 1\n").unwrap()[0];
+        let doc = &parse_documents_default("destination:\n  port: 1\n").unwrap()[0];
         let err = from_node::<Route>(doc, &[]).unwrap_err();
         assert_eq!(err.to_string(), "destination: missing field `host`");
         assert_eq!(err.pos.line, 2);
@@ -815,7 +897,7 @@ mod tests {
 
     #[test]
     fn locate_falls_back_to_nearest_existing_parent() {
-        let doc = &parse_documents("spec:\n  hosts: [a]\n").unwrap()[0];
+        let doc = &parse_documents_default("spec:\n  hosts: [a]\n").unwrap()[0];
         let p = doc.locate(&[Seg::Key("spec".into()), Seg::Key("gateways".into())]);
         assert_eq!(p, Pos { line: 1, col: 1 });
         let p = doc.locate(&[

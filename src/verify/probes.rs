@@ -463,6 +463,7 @@ mod tests {
             owned: crate::config::default_owned_kinds(),
             default_namespace: "dev".into(),
             keep_others: false,
+            limits: Default::default(),
         };
         let loaded = crate::manifest::load_text(yaml, "routing/app.yaml", false, &opts);
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
