@@ -10,6 +10,8 @@
 //! - [`sync`]: one sync: server-side apply of what changed, prune of what left the files.
 //! - [`watch`]: file events from notify, batched in a fixed window.
 //! - [`engine`]: the loop that owns the desired state: batch, reload, sync, drift, rollouts.
+//! - [`events`]: the live events (`GET /events`) the engine and the verifier publish.
+//! - [`page`]: the status page (`GET /`): HTML with the routing graph as SVG.
 //! - [`server`]: the HTTP API over the engine's status snapshot and command channel.
 //! - [`daemon`]: `meshloop up`, wiring watcher, engine and server with shutdown.
 //! - [`doctor`]: `meshloop doctor`, the environment checks.
@@ -23,7 +25,9 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod engine;
+pub mod events;
 pub mod manifest;
+pub mod page;
 pub mod server;
 pub mod sources;
 pub mod sync;

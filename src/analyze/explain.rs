@@ -612,20 +612,9 @@ fn route_to(
         ex.hops.push(hop("action", false, &reason, None));
         return Outcome::NoRoute { reason };
     }
-    // Relative weights; an unweighted single destination takes all, and all-unweighted
-    // destinations share evenly.
-    let weights: Vec<f64> = if route.iter().all(|r| r.weight.is_none()) {
-        vec![1.0; route.len()]
-    } else {
-        route
-            .iter()
-            .map(|r| r.weight.as_ref().map_or(0.0, |w| w.value.max(0) as f64))
-            .collect()
-    };
-    let total: f64 = weights.iter().sum();
+    let total: f64 = relative_weights(route).iter().sum();
     let mut failing = 0.0;
-    for (rd, w) in route.iter().zip(&weights) {
-        let share = if total > 0.0 { w / total * 100.0 } else { 0.0 };
+    for (rd, share) in route.iter().zip(shares(route)) {
         let d = destination(m, vs, rd, share);
         if d.fails_with.is_some() {
             failing += share;
@@ -672,7 +661,31 @@ fn route_to(
     }
 }
 
-fn destination(
+/// Relative weights; an unweighted single destination takes all, and all-unweighted
+/// destinations share evenly.
+fn relative_weights(route: &[Loc<RouteDestination>]) -> Vec<f64> {
+    if route.iter().all(|r| r.weight.is_none()) {
+        vec![1.0; route.len()]
+    } else {
+        route
+            .iter()
+            .map(|r| r.weight.as_ref().map_or(0.0, |w| w.value.max(0) as f64))
+            .collect()
+    }
+}
+
+/// Each destination's share of a rule's traffic, in percent.
+pub(crate) fn shares(route: &[Loc<RouteDestination>]) -> Vec<f64> {
+    let weights = relative_weights(route);
+    let total: f64 = weights.iter().sum();
+    weights
+        .iter()
+        .map(|w| if total > 0.0 { w / total * 100.0 } else { 0.0 })
+        .collect()
+}
+
+/// One destination followed down to its endpoints (the status page draws these hops).
+pub(crate) fn destination(
     m: &Model,
     vs: &VirtualService,
     rd: &Loc<RouteDestination>,
