@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dev/bench.sh [SCENARIO...]: the benchmarks, against a local API server started for the run.
 #
-# Scenarios: ssa sync save idle verify (default: all), see benches/loop.rs. `verify` needs root
+# Scenarios: ssa sync save idle verify events (default: all), see benches/loop.rs. `verify` needs root
 # (dev/standin.sh runs the sample app in network namespaces). Each prints medians and
 # p99, with its anchor (kubectl, an inotifywait loop) run against the same API server in the
 # same run. Numbers are for reading, not for passing or failing.
