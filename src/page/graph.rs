@@ -341,10 +341,15 @@ impl HostGraph {
             (Some(s), "subset") => format!("subset {s}"),
             _ => "Service".to_string(),
         };
+        // "subset v1 of DestinationRule dev/goapp selects version=v1": the title says the start.
+        let detail = match &d.subset {
+            Some(s) => hop.detail.trim_start_matches(&format!("subset {s} of ")),
+            None => &hop.detail,
+        };
         let mut sub = Node::new(
             Kind::Subset,
             title,
-            vec![hop.detail.clone()],
+            vec![detail.to_string()],
             hop.at.clone(),
         );
         if !hop.ok {

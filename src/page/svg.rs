@@ -9,7 +9,7 @@ use maud::{Markup, html};
 
 use super::graph::{HostGraph, Kind, Mark, Node};
 
-const COLUMN: f64 = 212.0;
+const COLUMN: f64 = 230.0;
 const GAP: f64 = 34.0;
 const WIDTH: f64 = COLUMN - GAP;
 const LINE: f64 = 13.0;
@@ -17,8 +17,9 @@ const LINE: f64 = 13.0;
 const HEIGHT: f64 = 14.0 + 4.0 * LINE + 10.0;
 const ROW: f64 = HEIGHT + 12.0;
 const MARGIN: f64 = 4.0;
-/// Characters that fit a node's width at the page's font sizes.
+/// Characters that fit a node's width at the page's font sizes (the title is bold).
 const CHARS: usize = 30;
+const TITLE_CHARS: usize = 26;
 const DETAIL_LINES: usize = 3;
 /// The location is in a monospace font a little wider than the text's.
 const AT_CHARS: usize = 28;
@@ -149,8 +150,8 @@ fn edge(x1: f64, y1: f64, x2: f64, y2: f64, to: Mark) -> Markup {
 
 fn node(n: &Node, x: f64, y: f64) -> Markup {
     let detail = wrap(&n.lines.join(" · "), DETAIL_LINES);
-    let title = if n.title.chars().count() > CHARS - 3 {
-        format!("{}…", shorten(&n.title, CHARS - 4))
+    let title = if n.title.chars().count() > TITLE_CHARS {
+        format!("{}…", shorten(&n.title, TITLE_CHARS - 1))
     } else {
         n.title.clone()
     };
