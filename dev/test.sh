@@ -16,7 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the checks and tests use; installed only when missing.
 need_pkgs=()
-for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc nginx:nginx-light ip:iproute2 chromium:chromium; do
+for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc nginx:nginx-light ip:iproute2 chromium:chromium node:nodejs npm:npm; do
 	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs+=("${p##*:}")
 done
 if ((${#need_pkgs[@]})); then
