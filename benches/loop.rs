@@ -503,7 +503,8 @@ fn start_daemon(project: &Path) -> DaemonProcess {
     for l in lines.by_ref() {
         let l = l.unwrap();
         if let Some((_, rest)) = l.split_once("API on http://") {
-            addr = rest.trim().trim_end_matches("/status").to_string();
+            let url = rest.split_whitespace().next().unwrap_or_default();
+            addr = url.trim_end_matches("/status").to_string();
         }
         if l.contains("synced") {
             break;

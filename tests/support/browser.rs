@@ -76,9 +76,22 @@ impl Browser {
     }
 
     /// Waits until `expr` holds in the page (checked on each DOM change); the wait in ms.
+    /// On a timeout it panics with the page's text, and leaves a screenshot beside the test's.
     pub fn wait(&mut self, expr: &str, timeout_ms: u64) -> f64 {
-        let v = self.call(json!({"cmd": "wait", "js": expr, "timeout": timeout_ms}));
-        v["elapsedMs"].as_f64().unwrap_or_default()
+        match self.try_call(json!({"cmd": "wait", "js": expr, "timeout": timeout_ms})) {
+            Ok(v) => v["elapsedMs"].as_f64().unwrap_or_default(),
+            Err(e) => {
+                let shot = super::repo_root().join("target/page-test/timed-out.png");
+                let _ = self.try_call(json!({"cmd": "screenshot", "path": shot}));
+                let text =
+                    self.try_call(json!({"cmd": "eval", "js": "return document.body.innerText"}));
+                panic!(
+                    "waited in vain for {expr}: {e}\n(screenshot: {})\npage:\n{}",
+                    shot.display(),
+                    text.unwrap_or_default().as_str().unwrap_or("")
+                );
+            }
+        }
     }
 
     pub fn click(&mut self, selector: &str) {
