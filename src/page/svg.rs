@@ -14,7 +14,7 @@ const GAP: f64 = 34.0;
 const WIDTH: f64 = COLUMN - GAP;
 const LINE: f64 = 13.0;
 /// Title, three detail lines and the location.
-const HEIGHT: f64 = 14.0 + 4.0 * LINE + 10.0;
+const HEIGHT: f64 = 14.0 + 4.0 * LINE + 14.0;
 const ROW: f64 = HEIGHT + 12.0;
 const MARGIN: f64 = 4.0;
 /// Characters that fit a node's width at the page's font sizes (the title is bold).
