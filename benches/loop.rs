@@ -18,6 +18,9 @@
 //! - `istio`: save → applied → the gateway serving the new route, 50 saves, split into
 //!   meshloop's part and istiod's push to dev/gateway, against `kubectl apply --server-side`
 //!   (needs the `--istio` cluster and dev/gateway that dev/bench.sh starts for it).
+//! - `events`: the daemon's CPU with 50 clients reading `GET /events`, idle and during 100
+//!   saves (each waited for until every client has its `sync` event), against the same with
+//!   one client; and the time from each save to the last client having its event.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -587,8 +590,9 @@ fn dir_project(vs: &str, config: &str) -> tempfile::TempDir {
     project
 }
 
-/// `meshloop up` as users run it: the release binary in its own process, in `project`.
-struct DaemonProcess(std::process::Child);
+/// `meshloop up` as users run it: the release binary in its own process, in `project`; and
+/// the address of its API.
+struct DaemonProcess(std::process::Child, String);
 
 impl DaemonProcess {
     fn stop(mut self) {
@@ -613,8 +617,14 @@ fn start_daemon(project: &Path) -> DaemonProcess {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = String::new();
     for l in lines.by_ref() {
-        if l.unwrap().contains("synced") {
+        let l = l.unwrap();
+        if let Some((_, rest)) = l.split_once("API on http://") {
+            let url = rest.split_whitespace().next().unwrap_or_default();
+            addr = url.trim_end_matches("/status").to_string();
+        }
+        if l.contains("synced") {
             break;
         }
     }
@@ -625,7 +635,7 @@ fn start_daemon(project: &Path) -> DaemonProcess {
             }
         }
     });
-    DaemonProcess(child)
+    DaemonProcess(child, addr)
 }
 
 fn proc_stat(pid: u32) -> (u64, u64) {
@@ -701,6 +711,100 @@ fn main() {
     }
     if want("istio") {
         rt.block_on(bench_istio());
+    }
+    if want("events") {
+        rt.block_on(bench_events());
+    }
+}
+
+/// Reads `GET /events` and reports how many `sync` events it has seen.
+async fn event_client(addr: String, seen: tokio::sync::watch::Sender<u64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = "GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    sock.write_all(req.as_bytes()).await.unwrap();
+    let (mut text, mut buf, mut syncs) = (String::new(), vec![0u8; 64 * 1024], 0u64);
+    loop {
+        let n = sock.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while let Some(end) = text.find("\n\n") {
+            if text[..end].contains("event: sync\n") {
+                syncs += 1;
+                seen.send_replace(syncs);
+            }
+            text.drain(..end + 2);
+        }
+    }
+}
+
+async fn bench_events() {
+    let clients: usize = std::env::var("MESHLOOP_BENCH_EVENT_CLIENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let idle = Duration::from_secs(20);
+    let hz = 100.0; // USER_HZ on Linux
+    for extra in [0, clients] {
+        let config = format!(
+            "instance: bench-events-{extra}\nnamespace: default\nverify: {{settle_ms: 0}}\n"
+        );
+        let project = dir_project("events", &config);
+        let daemon = start_daemon(project.path());
+        let mut seen = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..=extra {
+            let (tx, rx) = tokio::sync::watch::channel(0u64);
+            tasks.push(tokio::spawn(event_client(daemon.1.clone(), tx)));
+            seen.push(rx);
+        }
+        let label = format!("{} /events client(s)", extra + 1);
+        let (t0, _) = proc_stat(daemon.0.id());
+        tokio::time::sleep(idle).await;
+        let (t1, _) = proc_stat(daemon.0.id());
+        println!(
+            "{:<58} idle: CPU {:.2} s over {} s ({:.3}%)",
+            label,
+            (t1 - t0) as f64 / hz,
+            idle.as_secs(),
+            (t1 - t0) as f64 / hz / idle.as_secs_f64() * 100.0
+        );
+        let file = project.path().join("routing/events.yaml");
+        let (mut samples, start) = (Vec::new(), Instant::now());
+        for i in 0..100u64 {
+            let t = Instant::now();
+            std::fs::write(&file, vs_yaml("events", 1 + (i % 98) as u32)).unwrap();
+            for rx in &mut seen {
+                tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|&n| n > i))
+                    .await
+                    .expect("every client gets the sync event")
+                    .unwrap();
+            }
+            samples.push(t.elapsed());
+        }
+        let wall = start.elapsed();
+        let (t2, rss) = proc_stat(daemon.0.id());
+        println!(
+            "{:<58} 100 saves: CPU {:.2} s over {:.1} s ({:.1}%), RSS {:.1} MB",
+            label,
+            (t2 - t1) as f64 / hz,
+            wall.as_secs_f64(),
+            (t2 - t1) as f64 / hz / wall.as_secs_f64() * 100.0,
+            rss as f64 / 1024.0
+        );
+        println!(
+            "{}",
+            Stats::new(samples).line(&format!(
+                "  save -> sync event at the last of {}",
+                extra + 1
+            ))
+        );
+        for t in tasks {
+            t.abort();
+        }
+        daemon.stop();
     }
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # dev/bench.sh [SCENARIO...]: the benchmarks, against a local API server started for the run.
 #
-# Scenarios: ssa sync save idle verify istio (default: all), see benches/loop.rs. `verify` and
-# `istio` need root (dev/standin.sh runs the sample app in network namespaces; dev/gateway
-# serves port 80). The cluster is started with --istio (Istio's charts, the real istiod; the
-# Helm install times are printed, and a no-op `dev/up.sh --no-kind` is timed), and
+# Scenarios: ssa sync save idle verify istio events (default: all), see benches/loop.rs.
+# `verify` and `istio` need root (dev/standin.sh runs the sample app in network namespaces;
+# dev/gateway serves port 80). The cluster is started with --istio (Istio's charts, the real
+# istiod; the Helm install times are printed, and a no-op `dev/up.sh --no-kind` is timed), and
 # dev/gateway stands in for the gateway's Envoy for `istio`. Each prints medians and
 # p99, with its anchor (kubectl, an inotifywait loop) run against the same API server in the
 # same run. Numbers are for reading, not for passing or failing.

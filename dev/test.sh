@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # dev/test.sh: the whole test suite, from a clean clone on a fresh machine.
 #
-# Installs what it needs (Debian packages: shellcheck, curl, openssl, gcc, and nginx-light and
-# iproute2 for the stand-in gateway of the verification tests), builds the pinned
+# Installs what it needs (Debian packages: shellcheck, curl, openssl, gcc, nginx-light and
+# iproute2 for the stand-in gateway of the verification tests, chromium for the status page's
+# browser test; the npm package puppeteer-core, which drives it), builds the pinned
 # control plane (etcd, kube-apiserver, kubectl, helm) into the cache outside the repo if it is
 # not there yet (dev/localcluster build; 10-20 min cold, seconds warm), istiod (pilot-discovery
 # from the pinned istio.io/istio, dev/localcluster build --istio; 10+ min cold) and dev/gateway
@@ -20,7 +21,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # Debian packages the checks and tests use; installed only when missing.
 need_pkgs=()
-for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc nginx:nginx-light ip:iproute2; do
+for p in shellcheck:shellcheck curl:curl openssl:openssl gcc:gcc nginx:nginx-light ip:iproute2 chromium:chromium node:nodejs npm:npm; do
 	command -v "${p%%:*}" >/dev/null 2>&1 || need_pkgs+=("${p##*:}")
 done
 if ((${#need_pkgs[@]})); then
@@ -30,6 +31,14 @@ if ((${#need_pkgs[@]})); then
 	else
 		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 	fi
+fi
+
+# The browser test's driver (tests/browser): puppeteer-core at the version of its lock file,
+# reinstalled only when the lock file changed. It never downloads a browser of its own.
+if ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock.json; then
+	step "npm ci (tests/browser: puppeteer-core)"
+	npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+	cp tests/browser/package-lock.json tests/browser/node_modules/.installed-lock.json
 fi
 
 step "control plane (dev/localcluster build)"

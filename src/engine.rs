@@ -32,6 +32,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::analyze::findings::{Finding, Severity};
 use crate::cluster::{Cluster, owned_selector};
 use crate::config::{Config, DriftPolicy, GroupKind};
+use crate::events::{self, Events};
 use crate::manifest::{LoadError, ObjectKey};
 use crate::sources::SourceSet;
 use crate::sync::{self, Drift, Outcome, SyncOptions, SyncReport};
@@ -90,9 +91,29 @@ pub struct SyncSummary {
     pub source_notes: Vec<String>,
 }
 
+/// The `findings` event: what analysis and loading found in a sync's desired state.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct FindingsEvent<'a> {
+    pub findings: &'a [Finding],
+    pub load_errors: &'a [LoadError],
+    pub held_back: &'a [String],
+}
+
+impl<'a> FindingsEvent<'a> {
+    fn of(s: &'a SyncSummary) -> FindingsEvent<'a> {
+        FindingsEvent {
+            findings: &s.findings,
+            load_errors: &s.load_errors,
+            held_back: &s.held_back,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClusterStatus {
     pub server: String,
+    /// The kubeconfig context, when one is named.
+    pub context: Option<String>,
     pub reachable: Option<bool>,
     pub error: Option<String>,
 }
@@ -222,6 +243,8 @@ pub struct Handles {
     pub metrics: Metrics,
     /// Asks the verifier for a gateway verification.
     pub verify: Arc<VerifyQueue>,
+    /// What `GET /events` streams.
+    pub events: Events,
 }
 
 enum ClusterEvent {
@@ -246,6 +269,7 @@ pub struct Engine {
     namespace: String,
     metrics: Metrics,
     status: watch::Sender<Status>,
+    events: Events,
     commands: mpsc::Receiver<Command>,
     /// What the last sync left applied.
     applied: BTreeSet<ObjectKey>,
@@ -287,6 +311,7 @@ impl Engine {
                 .collect(),
             cluster: ClusterStatus {
                 server: cluster.server.clone(),
+                context: cluster.context.clone(),
                 ..ClusterStatus::default()
             },
             verification_required: config.verify.required_for_ready,
@@ -296,9 +321,11 @@ impl Engine {
         let mut sources = SourceSet::new(config.clone(), namespace.clone()).keep_others();
         sources.load_all();
         let verify = Arc::new(VerifyQueue::default());
+        let events = Events::new();
         let verifier = Verifier {
             queue: verify.clone(),
             status: status_tx.clone(),
+            events: events.clone(),
             cluster: cluster.clone(),
             config: config.clone(),
             metrics: metrics.clone(),
@@ -312,6 +339,7 @@ impl Engine {
             namespace,
             metrics: metrics.clone(),
             status: status_tx,
+            events: events.clone(),
             commands: cmd_rx,
             applied: BTreeSet::new(),
             own_versions: BTreeSet::new(),
@@ -326,6 +354,7 @@ impl Engine {
             commands: cmd_tx,
             metrics,
             verify,
+            events,
         };
         (engine, handles, verifier)
     }
@@ -528,6 +557,12 @@ impl Engine {
             };
             self.log_summary(&summary);
             self.observe(&summary, save_to_applied);
+            let findings_changed = self
+                .status
+                .borrow()
+                .last_sync
+                .as_ref()
+                .is_none_or(|last| FindingsEvent::of(last) != FindingsEvent::of(&summary));
             self.status.send_modify(|s| {
                 s.syncing = false;
                 s.syncs += 1;
@@ -539,6 +574,11 @@ impl Engine {
                 s.last_sync = Some(summary.clone());
                 s.inputs = inputs;
             });
+            if findings_changed {
+                self.events
+                    .publish(events::Kind::Findings, &FindingsEvent::of(&summary));
+            }
+            self.events.publish(events::Kind::Sync, &summary);
             if summary.ok && summary.report.counts.writes > 0 {
                 self.verified_once = true;
                 self.request_verification("routing changed");
@@ -729,12 +769,14 @@ impl Engine {
         if drifted > 0 {
             self.status.send_modify(|st| {
                 for o in s.report.objects.iter().filter(|o| o.drift.is_some()) {
-                    st.drift.push_back(DriftEvent {
+                    let event = DriftEvent {
                         at: s.finished_at.clone(),
                         object: o.key.to_string(),
                         drift: o.drift.unwrap_or(Drift::Edited),
                         restored: o.outcome != Outcome::Drifted,
-                    });
+                    };
+                    self.events.publish(events::Kind::Drift, &event);
+                    st.drift.push_back(event);
                     while st.drift.len() > DRIFT_HISTORY {
                         st.drift.pop_front();
                     }

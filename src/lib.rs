@@ -13,6 +13,8 @@
 //! - [`watch`]: file events from notify, batched until every file is finished (at the latest
 //!   when the window closes).
 //! - [`engine`]: the loop that owns the desired state: batch, reload, sync, drift, rollouts.
+//! - [`events`]: the live events (`GET /events`) the engine and the verifier publish.
+//! - [`page`]: the status page (`GET /`): HTML with the routing graph as SVG.
 //! - [`server`]: the HTTP API over the engine's status snapshot and command channel.
 //! - [`daemon`]: `meshloop up`, wiring watcher, engine and server with shutdown.
 //! - [`doctor`]: `meshloop doctor`, the environment checks.
@@ -26,7 +28,9 @@ pub mod config;
 pub mod daemon;
 pub mod doctor;
 pub mod engine;
+pub mod events;
 pub mod manifest;
+pub mod page;
 pub mod refusal;
 pub mod server;
 pub mod sources;

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub drift: Counter,
     pub rollouts: Counter,
     pub verifications: Family<ResultLabel, Counter>,
+    /// Clients reading `GET /events` now.
+    pub event_clients: Gauge,
 }
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -121,6 +123,12 @@ impl Metrics {
             "Gateway verifications, by result",
             verifications.clone(),
         );
+        let event_clients = Gauge::default();
+        registry.register(
+            "event_clients",
+            "Clients reading the live event stream (GET /events)",
+            event_clients.clone(),
+        );
         Metrics {
             registry: std::sync::Arc::new(registry),
             syncs,
@@ -131,6 +139,7 @@ impl Metrics {
             drift,
             rollouts,
             verifications,
+            event_clients,
         }
     }
 

@@ -713,6 +713,57 @@ pub(crate) fn describe_match(rule: &HttpRoute) -> String {
     format!(", match {}", parts.join(" or "))
 }
 
+/// Relative weights as Istio reads them: a single destination takes all traffic whatever its
+/// weight, all-unweighted destinations share evenly, else the weights as written (negative as 0).
+fn relative_weights(route: &[Loc<RouteDestination>]) -> Vec<f64> {
+    match route {
+        [_] => vec![1.0],
+        _ if route.iter().all(|r| r.weight.is_none()) => vec![1.0; route.len()],
+        _ => route
+            .iter()
+            .map(|r| r.weight.as_ref().map_or(0.0, |w| w.value.max(0) as f64))
+            .collect(),
+    }
+}
+
+/// Each destination's share of a rule's traffic, in percent (the status page draws these).
+pub(crate) fn shares(route: &[Loc<RouteDestination>]) -> Vec<f64> {
+    let weights = relative_weights(route);
+    let total: f64 = weights.iter().sum();
+    weights
+        .iter()
+        .map(|w| if total > 0.0 { w / total * 100.0 } else { 0.0 })
+        .collect()
+}
+
+/// One destination followed down to its endpoints, as a request on server port `port` would
+/// be (the status page draws these hops): the same walk `explain` makes.
+pub(crate) fn destination(
+    m: &Model,
+    vs: &VirtualService,
+    rd: &Loc<RouteDestination>,
+    share: f64,
+    port: u32,
+) -> DestinationHop {
+    let req = Request {
+        host: String::new(),
+        path: root_path(),
+        method: get_method(),
+        headers: BTreeMap::new(),
+        port: Some(port),
+    };
+    let walk = Walk {
+        m,
+        req: &req,
+        host: String::new(),
+        port,
+        hops: Vec::new(),
+        destinations: Vec::new(),
+        decision: Decision::default(),
+    };
+    walk.destination(vs, rd, share)
+}
+
 impl Walk<'_> {
     /// The weighted destinations of the matched rule. Weights are relative; a single
     /// destination takes all traffic whatever its weight; with several, weight-0 ones get
@@ -723,14 +774,7 @@ impl Walk<'_> {
             self.hops.push(hop("action", false, &reason, None));
             return Outcome::NoRoute { reason };
         }
-        let weights: Vec<f64> = match route {
-            [_] => vec![1.0],
-            _ if route.iter().all(|r| r.weight.is_none()) => vec![1.0; route.len()],
-            _ => route
-                .iter()
-                .map(|r| r.weight.as_ref().map_or(0.0, |w| w.value.max(0) as f64))
-                .collect(),
-        };
+        let weights = relative_weights(route);
         let total: f64 = weights.iter().sum();
         if total == 0.0 {
             return Outcome::NoHealthyUpstream {

@@ -19,6 +19,7 @@ use super::Report;
 use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::engine::Status;
+use crate::events::{Events, Kind};
 use crate::telemetry::{Metrics, ResultLabel};
 
 const RETRY_START: Duration = Duration::from_millis(250);
@@ -71,6 +72,7 @@ impl VerifyQueue {
 pub struct Verifier {
     pub queue: Arc<VerifyQueue>,
     pub status: watch::Sender<Status>,
+    pub events: Events,
     pub cluster: Cluster,
     pub config: Config,
     pub metrics: Metrics,
@@ -100,6 +102,7 @@ impl Verifier {
                     s.verifications += 1;
                     s.verification = Some(report.clone());
                 });
+                self.events.publish(Kind::Verification, &report);
                 for r in replies {
                     let _ = r.send(report.clone());
                 }

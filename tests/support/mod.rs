@@ -7,6 +7,8 @@
 //! `MESHLOOP_TEST_KUBECONFIG` to use a cluster you started yourself.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
