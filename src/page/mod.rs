@@ -352,9 +352,8 @@ spec: {{template: {{metadata: {{labels: {{app: goapp, version: v2}}}}}}}}
 
     fn status(text: &str) -> Status {
         let opts = LoadOptions {
-            owned: crate::config::default_owned_kinds(),
-            default_namespace: "dev".into(),
             keep_others: true,
+            ..LoadOptions::new(crate::config::default_owned_kinds(), "dev")
         };
         let l = load_text(text, "routing/p.yaml", false, &opts);
         assert!(l.errors.is_empty(), "{:?}", l.errors);
