@@ -286,7 +286,8 @@ fn walk(m: &Model, req: &Request, ex: &mut Explanation) -> Outcome {
         "virtualservice",
         true,
         format!(
-            "VirtualService {} host {}",
+            "{} {} host {}",
+            vs.meta.key.kind,
             vs.meta.ns_name(),
             vs.spec.hosts[hi].value
         ),
@@ -319,7 +320,8 @@ fn walk(m: &Model, req: &Request, ex: &mut Explanation) -> Outcome {
             .find(|(_, r)| rule_matches(r, req, &host, port))
         else {
             let reason = format!(
-                "no rule of VirtualService {} matches {} {}",
+                "no rule of {} {} matches {} {}",
+                current.meta.key.kind,
                 current.meta.ns_name(),
                 req.method,
                 req.path
@@ -341,15 +343,11 @@ fn walk(m: &Model, req: &Request, ex: &mut Explanation) -> Outcome {
             "rule",
             true,
             format!("http[{i}]{name}{}", describe_match(rule)),
-            at(&current.meta, rule.pos),
+            at(current.rule_meta(i), rule.pos),
         ));
         if let Some(r) = &rule.redirect {
             let status = r.redirect_code.unwrap_or(301);
-            let location = format!(
-                "http://{}{}",
-                r.authority.clone().unwrap_or_else(|| host.clone()),
-                r.uri.clone().unwrap_or_else(|| req.path.clone())
-            );
+            let location = r.location(&host, &req.path, port);
             ex.hops.push(hop(
                 "action",
                 true,
@@ -398,7 +396,7 @@ fn walk(m: &Model, req: &Request, ex: &mut Explanation) -> Outcome {
             }
         }
         let route: &[Loc<RouteDestination>] = rule.route.as_ref().map_or(&[], |r| &r.value);
-        return route_to(m, current, route, ex);
+        return route_to(m, current.rule_meta(i), route, ex);
     }
     Outcome::NoRoute {
         reason: "delegation deeper than one level is not followed".into(),
@@ -507,7 +505,11 @@ fn string_match(sm: &StringMatch, value: Option<&str>, ignore_case: bool) -> boo
         return v == e;
     }
     if let Some(p) = prefix {
-        return v.starts_with(&p);
+        return if sm.path_separated {
+            StringMatch::path_prefix_matches(&p, &v)
+        } else {
+            v.starts_with(&p)
+        };
     }
     if let Some(r) = &sm.regex {
         // Envoy's safe_regex matches the whole value.
@@ -603,7 +605,7 @@ pub(crate) fn describe_match(rule: &HttpRoute) -> String {
 
 fn route_to(
     m: &Model,
-    vs: &VirtualService,
+    vs: &Meta,
     route: &[Loc<RouteDestination>],
     ex: &mut Explanation,
 ) -> Outcome {
@@ -637,7 +639,16 @@ fn route_to(
     } else {
         " (offline: from the configuration, not live endpoints)"
     };
-    if total == 0.0 {
+    let all_invalid = ex
+        .destinations
+        .iter()
+        .filter(|d| d.share > 0.0)
+        .all(|d| d.fails_with.as_deref().is_some_and(|f| f.starts_with("500")));
+    if total > 0.0 && all_invalid {
+        // Gateway API: Istio keeps invalid backendRefs as clusters that do not exist, and
+        // Envoy answers them 500 under gateway semantics.
+        Outcome::DirectResponse { status: 500 }
+    } else if total == 0.0 {
         Outcome::NoHealthyUpstream {
             reason: "every destination has weight 0".into(),
         }
@@ -672,14 +683,9 @@ fn route_to(
     }
 }
 
-fn destination(
-    m: &Model,
-    vs: &VirtualService,
-    rd: &Loc<RouteDestination>,
-    share: f64,
-) -> DestinationHop {
+fn destination(m: &Model, vs: &Meta, rd: &Loc<RouteDestination>, share: f64) -> DestinationHop {
     let d = &rd.destination;
-    let host = model::fqdn(&d.host, vs.meta.namespace());
+    let host = model::fqdn(&d.host, vs.namespace());
     let subset = d.subset.as_ref().map(|s| s.value.clone());
     let port = d.port.as_ref().and_then(|p| p.number);
     let mut out = DestinationHop {
@@ -691,6 +697,11 @@ fn destination(
         hops: Vec::new(),
         fails_with: None,
     };
+    if let Some(why) = &rd.invalid {
+        out.hops.push(hop("backend", false, why, at(vs, rd.pos)));
+        out.fails_with = Some("500 (invalid backendRef)".into());
+        return out;
+    }
     let svc = m.service_for_host(&host);
     let Some(svc) = svc else {
         if let Some(se) = m.service_entry_for(&host) {
@@ -710,7 +721,7 @@ fn destination(
                 } else {
                     format!("Service {host} not among the known objects (not checked)")
                 },
-                at(&vs.meta, d.host.pos),
+                at(vs, d.host.pos),
             ));
             if known {
                 out.fails_with = Some("503 NC (no such cluster)".into());
@@ -752,7 +763,7 @@ fn destination(
                         "subset {} is defined in no DestinationRule for {host}",
                         s.value
                     ),
-                    at(&vs.meta, s.pos),
+                    at(vs, s.pos),
                 ));
                 out.fails_with = Some("503 NC (no cluster for the subset)".into());
                 return out;
