@@ -83,7 +83,10 @@ impl Project {
         let ns = support::TestNs::new_in(tc, &client, prefix).await;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("routing")).unwrap();
-        let config = format!("instance: {0}\nnamespace: {0}\nsources:\n  - dir: routing\n", ns.name);
+        let config = format!(
+            "instance: {0}\nnamespace: {0}\nsources:\n  - dir: routing\n",
+            ns.name
+        );
         std::fs::write(dir.path().join("meshloop.yaml"), config).unwrap();
         Project {
             dir,
@@ -125,8 +128,11 @@ impl Project {
 
     async fn get(&self, version: &str, kind: &str, name: &str) -> Option<DynamicObject> {
         let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", version, kind);
-        let api: Api<DynamicObject> =
-            Api::namespaced_with(self.client.clone(), &self.ns.name, &ApiResource::from_gvk(&gvk));
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &self.ns.name,
+            &ApiResource::from_gvk(&gvk),
+        );
         api.get_opt(name).await.unwrap()
     }
 }
@@ -157,14 +163,21 @@ async fn gateway_api_kinds_are_owned_and_applied() {
     ] {
         let o = p.get(v, kind, name).await;
         let labels = o.and_then(|o| o.metadata.labels).unwrap_or_default();
-        assert_eq!(labels.get("meshloop.dev/instance"), Some(&p.ns.name), "{kind} {name}");
+        assert_eq!(
+            labels.get("meshloop.dev/instance"),
+            Some(&p.ns.name),
+            "{kind} {name}"
+        );
     }
     // The API server filled in the defaults the translation assumes.
     let route = p.get("v1", "HTTPRoute", "goapp").await.unwrap();
     let parent = &route.data["spec"]["parentRefs"][0];
     assert_eq!(parent["kind"], "Gateway");
     assert_eq!(parent["group"], "gateway.networking.k8s.io");
-    assert_eq!(route.data["spec"]["rules"][0]["backendRefs"][0]["weight"], 1);
+    assert_eq!(
+        route.data["spec"]["rules"][0]["backendRefs"][0]["weight"],
+        1
+    );
 
     // Removing the route's file prunes only the route.
     std::fs::remove_file(p.dir.path().join("routing/route.yaml")).unwrap();
@@ -201,7 +214,10 @@ async fn cel_rejections_come_back_for_the_route_only() {
     let Outcome::Failed { message } = outcome(&r, "HTTPRoute", "noport") else {
         panic!("{r:?}")
     };
-    assert!(message.contains("Must have port for Service reference"), "{message}");
+    assert!(
+        message.contains("Must have port for Service reference"),
+        "{message}"
+    );
     assert_eq!(outcome(&r, "HTTPRoute", "good"), &Outcome::Created);
     assert_eq!(outcome(&r, "Gateway", "public"), &Outcome::Created);
     assert!(p.get("v1", "HTTPRoute", "bad").await.is_none());

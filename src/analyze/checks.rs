@@ -976,7 +976,11 @@ fn live_destination(
 fn cross_virtual_services(m: &Model, out: &mut Vec<Finding>) {
     let mut mesh: HashMap<&str, &VirtualService> = HashMap::new();
     let mut per_gateway: HashMap<(String, String, &str), &VirtualService> = HashMap::new();
-    for vs in m.virtual_services.iter().filter(|v| !v.meta.is_gateway_api()) {
+    for vs in m
+        .virtual_services
+        .iter()
+        .filter(|v| !v.meta.is_gateway_api())
+    {
         for (h, fq) in vs.spec.hosts.iter().zip(&vs.hosts) {
             if fq == "*" {
                 continue;

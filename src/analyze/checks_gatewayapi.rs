@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use super::findings::{Finding, Severity};
-use super::model::gatewayapi::{Attachment, K8sGateway, Route, backend_problem, is_istio_class};
 use super::model::Model;
+use super::model::gatewayapi::{Attachment, K8sGateway, Route, backend_problem, is_istio_class};
 
 pub fn analyze(m: &Model, out: &mut Vec<Finding>) {
     for r in &m.gateway_api.routes {
@@ -83,7 +83,11 @@ fn backends(m: &Model, r: &Route, out: &mut Vec<Finding>) {
         let (code, severity, hint) = match p.reason {
             "BackendNotFound" => (
                 "ML0605",
-                if m.live { Severity::Error } else { Severity::Warning },
+                if m.live {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
                 "fix the Service name, or define the Service",
             ),
             "RefNotPermitted" => (
@@ -141,7 +145,11 @@ fn rules(r: &Route, out: &mut Vec<Finding>) {
 }
 
 fn gateway(m: &Model, gw: &K8sGateway, out: &mut Vec<Finding>) {
-    let class_pos = gw.spec.gateway_class_name.as_ref().map_or(gw.meta.spec_pos, |c| c.pos);
+    let class_pos = gw
+        .spec
+        .gateway_class_name
+        .as_ref()
+        .map_or(gw.meta.spec_pos, |c| c.pos);
     if !is_istio_class(m, gw.class()) {
         out.push(Finding::new(
             "ML0609",
@@ -204,7 +212,10 @@ fn gateways_sharing(m: &Model, out: &mut Vec<Finding>) {
         }
         for addr in &b.spec.addresses {
             let same = gws[..i].iter().find(|a| {
-                a.spec.addresses.iter().any(|x| x.value.value == addr.value.value && x.value.kind == addr.value.kind)
+                a.spec
+                    .addresses
+                    .iter()
+                    .any(|x| x.value.value == addr.value.value && x.value.kind == addr.value.kind)
             });
             if let Some(a) = same {
                 out.push(Finding::new(
@@ -212,7 +223,11 @@ fn gateways_sharing(m: &Model, out: &mut Vec<Finding>) {
                     Severity::Warning,
                     &b.meta,
                     addr.pos,
-                    format!("Gateway {} asks for the same address {}", a.meta.ns_name(), addr.value.value),
+                    format!(
+                        "Gateway {} asks for the same address {}",
+                        a.meta.ns_name(),
+                        addr.value.value
+                    ),
                     "give each Gateway its own address",
                 ));
             }

@@ -639,11 +639,11 @@ fn route_to(
     } else {
         " (offline: from the configuration, not live endpoints)"
     };
-    let all_invalid = ex
-        .destinations
-        .iter()
-        .filter(|d| d.share > 0.0)
-        .all(|d| d.fails_with.as_deref().is_some_and(|f| f.starts_with("500")));
+    let all_invalid = ex.destinations.iter().filter(|d| d.share > 0.0).all(|d| {
+        d.fails_with
+            .as_deref()
+            .is_some_and(|f| f.starts_with("500"))
+    });
     if total > 0.0 && all_invalid {
         // Gateway API: Istio keeps invalid backendRefs as clusters that do not exist, and
         // Envoy answers them 500 under gateway semantics.

@@ -300,12 +300,7 @@ pub const RULES: &[Rule] = &[
     ),
     rule("ML0404", &["IST0103"], true, "Pod without sidecar proxy"),
     rule("ML0501", &[], false, "ServiceEntry without hosts"),
-    rule(
-        "ML0601",
-        &["KIA1401"],
-        false,
-        "parentRef Gateway not found",
-    ),
+    rule("ML0601", &["KIA1401"], false, "parentRef Gateway not found"),
     rule(
         "ML0602",
         &["IST0171", "KIA1401"],
@@ -336,54 +331,29 @@ pub const RULES: &[Rule] = &[
         false,
         "backendRef not permitted (no ReferenceGrant)",
     ),
-    rule(
-        "ML0607",
-        &[],
-        false,
-        "backendRef port not on the Service",
-    ),
-    rule(
-        "ML0608",
-        &["IST0171"],
-        false,
-        "invalid backendRef",
-    ),
+    rule("ML0607", &[], false, "backendRef port not on the Service"),
+    rule("ML0608", &["IST0171"], false, "invalid backendRef"),
     rule(
         "ML0609",
         &["KIA1504"],
         false,
         "Gateway class not served by Istio",
     ),
-    rule(
-        "ML0610",
-        &["KIA1503"],
-        false,
-        "duplicate listener",
-    ),
+    rule("ML0610", &["KIA1503"], false, "duplicate listener"),
     rule(
         "ML0611",
         &["KIA1501"],
         false,
         "Gateways share a host and port",
     ),
-    rule(
-        "ML0612",
-        &["KIA1502"],
-        false,
-        "Gateways share an address",
-    ),
+    rule("ML0612", &["KIA1502"], false, "Gateways share an address"),
     rule(
         "ML0613",
         &["KIA1601"],
         true,
         "ReferenceGrant from a missing namespace",
     ),
-    rule(
-        "ML0614",
-        &[],
-        false,
-        "rule answers 500",
-    ),
+    rule("ML0614", &[], false, "rule answers 500"),
 ];
 
 /// The catalogue entry of `code`. Panics on an unknown code: that is a bug in an analyzer,

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::istio::spec;
 use super::yaml::{Loc, Node, ViewError};
 use crate::config::GroupKind;
 
@@ -357,7 +358,7 @@ pub fn check_shape(gk: &GroupKind, doc: &Node) -> Result<(), ViewError> {
     if gk.group != GATEWAY_API {
         return Ok(());
     }
-    let spec = super::istio::spec;
+
     match gk.kind.as_str() {
         "Gateway" => spec::<GatewaySpec>(doc).map(drop),
         "HTTPRoute" => spec::<HttpRouteSpec>(doc).map(drop),

@@ -227,13 +227,19 @@ pub fn replace_prefix(path: &str, prefix: &str, with: &str) -> String {
         Some((p, q)) => (p, format!("?{q}")),
         None => (path, String::new()),
     };
-    let rest = path.strip_prefix(prefix.trim_end_matches('/')).unwrap_or(path);
+    let rest = path
+        .strip_prefix(prefix.trim_end_matches('/'))
+        .unwrap_or(path);
     let joined = match (with.ends_with('/'), rest.starts_with('/')) {
         (true, true) => format!("{with}{}", &rest[1..]),
         (false, false) if !rest.is_empty() => format!("{with}/{rest}"),
         _ => format!("{with}{rest}"),
     };
-    let joined = if joined.is_empty() { "/".into() } else { joined };
+    let joined = if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    };
     format!("{joined}{query}")
 }
 

@@ -26,8 +26,7 @@ use std::collections::BTreeMap;
 pub use rules::{BackendProblem, backend_problem};
 
 use super::{
-    Gateway, GatewayRef, GatewayTarget, Meta, Model, VirtualService, fqdn, host_matches,
-    selects,
+    Gateway, GatewayRef, GatewayTarget, Meta, Model, VirtualService, fqdn, host_matches, selects,
 };
 use crate::analyze::findings::{Finding, Severity};
 use crate::manifest::SourceObject;
@@ -265,12 +264,18 @@ pub fn translate(m: &mut Model) {
     m.gateways.extend(listeners);
     let mut routes = std::mem::take(&mut m.gateway_api.routes);
     routes.sort_by(|a, b| {
-        (a.created.is_none(), &a.created, a.meta.namespace(), a.meta.name()).cmp(&(
-            b.created.is_none(),
-            &b.created,
-            b.meta.namespace(),
-            b.meta.name(),
-        ))
+        (
+            a.created.is_none(),
+            &a.created,
+            a.meta.namespace(),
+            a.meta.name(),
+        )
+            .cmp(&(
+                b.created.is_none(),
+                &b.created,
+                b.meta.namespace(),
+                b.meta.name(),
+            ))
     });
     for r in &mut routes {
         r.parents = r
@@ -296,7 +301,8 @@ fn listener_gateways(m: &Model) -> Vec<Gateway> {
             meta.key.name = listener_gateway_name(gw.meta.name(), &l.name);
             meta.pos = l.pos;
             let host = l.hostname.as_ref().map_or("*", |h| h.value.as_str());
-            let selector = BTreeMap::from([(GATEWAY_NAME_LABEL.to_string(), gw.meta.name().into())]);
+            let selector =
+                BTreeMap::from([(GATEWAY_NAME_LABEL.to_string(), gw.meta.name().into())]);
             let server = istio::Server {
                 port: Some(Loc {
                     pos: l.port.pos,
@@ -334,7 +340,10 @@ fn listener_gateways(m: &Model) -> Vec<Gateway> {
 
 /// What one parentRef of a route decides (see [`Attachment`]).
 fn attach(m: &Model, route: &Meta, spec: &HttpRouteSpec, p: &Loc<ParentRef>) -> RouteParent {
-    let ns = p.namespace.clone().unwrap_or_else(|| route.namespace().into());
+    let ns = p
+        .namespace
+        .clone()
+        .unwrap_or_else(|| route.namespace().into());
     let mut out = RouteParent {
         pos: p.pos,
         namespace: ns.clone(),
@@ -353,7 +362,11 @@ fn attach(m: &Model, route: &Meta, spec: &HttpRouteSpec, p: &Loc<ParentRef>) -> 
         .find(|g| g.meta.namespace() == ns && g.meta.name() == p.name.value)
     else {
         out.attachment = Attachment::GatewayNotFound {
-            known: m.live || m.gateway_api.gateways.iter().any(|g| g.meta.namespace() == ns),
+            known: m.live
+                || m.gateway_api
+                    .gateways
+                    .iter()
+                    .any(|g| g.meta.namespace() == ns),
         };
         return out;
     };
@@ -376,8 +389,16 @@ fn listeners_for(
         .spec
         .listeners
         .iter()
-        .filter(|l| p.section_name.as_ref().is_none_or(|s| s.value == l.name.value))
-        .filter(|l| p.port.as_ref().is_none_or(|port| port.value == l.port.value))
+        .filter(|l| {
+            p.section_name
+                .as_ref()
+                .is_none_or(|s| s.value == l.name.value)
+        })
+        .filter(|l| {
+            p.port
+                .as_ref()
+                .is_none_or(|port| port.value == l.port.value)
+        })
         .collect();
     if named.is_empty() {
         let what = match (&p.section_name, &p.port) {
@@ -388,10 +409,7 @@ fn listeners_for(
         };
         return Attachment::NoMatchingParent(what);
     }
-    let allowed: Vec<&&Loc<Listener>> = named
-        .iter()
-        .filter(|l| admits(m, gw, l, route))
-        .collect();
+    let allowed: Vec<&&Loc<Listener>> = named.iter().filter(|l| admits(m, gw, l, route)).collect();
     if allowed.is_empty() {
         return Attachment::NotAllowed(format!(
             "{} {} in namespace {:?} is not allowed by the listeners of Gateway {} (allowedRoutes)",
@@ -403,7 +421,10 @@ fn listeners_for(
     }
     let mut accepted = Vec::new();
     for l in allowed {
-        let hosts = intersect(l.hostname.as_ref().map(|h| h.value.as_str()), &spec.hostnames);
+        let hosts = intersect(
+            l.hostname.as_ref().map(|h| h.value.as_str()),
+            &spec.hostnames,
+        );
         if !hosts.is_empty() {
             accepted.push((listener_gateway_name(gw.meta.name(), &l.name), hosts));
         }
@@ -500,10 +521,17 @@ struct Entry {
     rule: Loc<istio::HttpRoute>,
 }
 
+/// (Gateway namespace, listener gateway name, hostname): one translated VirtualService each.
+type HostKey = (String, String, String);
+
+/// The route that first claimed a host (its meta names the VirtualService), where that
+/// hostname was written, and the rules gathered there.
+type HostRules = (Meta, Pos, Vec<Entry>);
+
 /// One VirtualService per (listener, hostname), its rules from every route attached there.
 fn virtual_services(m: &Model, routes: &[Route]) -> Vec<VirtualService> {
-    let mut by_key: BTreeMap<(String, String, String), (Meta, Pos, Vec<Entry>)> = BTreeMap::new();
-    let mut order: Vec<(String, String, String)> = Vec::new();
+    let mut by_key: BTreeMap<HostKey, HostRules> = BTreeMap::new();
+    let mut order: Vec<HostKey> = Vec::new();
     for r in routes {
         let entries = translate_rules(m, r);
         for p in &r.parents {
@@ -546,7 +574,7 @@ fn merged(
     pos: Pos,
     mut entries: Vec<Entry>,
 ) -> VirtualService {
-    entries.sort_by(|a, b| precedence(&b.rule).cmp(&precedence(&a.rule)));
+    entries.sort_by_key(|e| std::cmp::Reverse(precedence(&e.rule)));
     let spec = istio::VirtualServiceSpec {
         hosts: vec![Loc {
             pos,
@@ -608,9 +636,10 @@ fn translate_rules(m: &Model, r: &Route) -> Vec<Entry> {
     let mut out = Vec::new();
     // A hard error in one backendRef (a hostname for a Service name, no port) drops the
     // whole route in istiod: its hosts then answer 404.
-    let dropped = rules.iter().flat_map(|x| &x.backend_refs).any(|b| {
-        backend_problem(m, &r.meta, b).is_some_and(|p| p.drops_route)
-    });
+    let dropped = rules
+        .iter()
+        .flat_map(|x| &x.backend_refs)
+        .any(|b| backend_problem(m, &r.meta, b).is_some_and(|p| p.drops_route));
     if dropped {
         return out;
     }
@@ -627,7 +656,11 @@ fn translate_rules(m: &Model, r: &Route) -> Vec<Entry> {
             matches
         };
         for (j, mm) in matches.iter().enumerate() {
-            let name = rule.name.as_ref().map(|n| format!(" {n:?}")).unwrap_or_default();
+            let name = rule
+                .name
+                .as_ref()
+                .map(|n| format!(" {n:?}"))
+                .unwrap_or_default();
             let mut ir = action.clone();
             ir.name = Some(format!(
                 "{} {} rules[{i}]{name} matches[{j}]",
@@ -667,5 +700,6 @@ fn path_prefix_of(mm: &HttpRouteMatch) -> String {
 
 /// Whether a backendRef names a Service (the default kind).
 pub fn is_service(b: &BackendRef) -> bool {
-    b.group.as_deref().unwrap_or("").is_empty() && b.kind.as_deref().unwrap_or("Service") == "Service"
+    b.group.as_deref().unwrap_or("").is_empty()
+        && b.kind.as_deref().unwrap_or("Service") == "Service"
 }

@@ -39,10 +39,13 @@ pub fn backend_problem(m: &Model, route: &Meta, b: &BackendRef) -> Option<Backen
         .as_ref()
         .map_or(route.namespace(), |n| n.value.as_str());
     let name = b.name.value.as_str();
-    let hostname_kind = b.group.as_deref() == Some("networking.istio.io")
-        && b.kind.as_deref() == Some("Hostname");
+    let hostname_kind =
+        b.group.as_deref() == Some("networking.istio.io") && b.kind.as_deref() == Some("Hostname");
     if !is_service(b) && !hostname_kind {
-        let (g, k) = (b.group.as_deref().unwrap_or(""), b.kind.as_deref().unwrap_or(""));
+        let (g, k) = (
+            b.group.as_deref().unwrap_or(""),
+            b.kind.as_deref().unwrap_or(""),
+        );
         return problem(
             "InvalidKind",
             format!("referencing unsupported backendRef: group {g:?} kind {k:?}"),
@@ -55,12 +58,18 @@ pub fn backend_problem(m: &Model, route: &Meta, b: &BackendRef) -> Option<Backen
     if name.contains('.') {
         return problem(
             "InvalidDestination",
-            format!("service name {name:?} invalid; the name of the Service must be used, not the hostname"),
+            format!(
+                "service name {name:?} invalid; the name of the Service must be used, not the hostname"
+            ),
             true,
         );
     }
     let Some(port) = b.port.as_ref() else {
-        return problem("InvalidDestination", "port is required in backendRef".into(), true);
+        return problem(
+            "InvalidDestination",
+            "port is required in backendRef".into(),
+            true,
+        );
     };
     if ns != route.namespace() && !granted(m, route, ns, name) {
         return problem(
@@ -84,7 +93,11 @@ pub fn backend_problem(m: &Model, route: &Meta, b: &BackendRef) -> Option<Backen
             format!(
                 "Service {ns}/{name} has no port {} (ports: {}); Istio reports nothing and the gateway answers 500",
                 port.value,
-                svc.ports.iter().map(|p| p.port.to_string()).collect::<Vec<_>>().join(", ")
+                svc.ports
+                    .iter()
+                    .map(|p| p.port.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             false,
         ),
