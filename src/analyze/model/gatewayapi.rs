@@ -401,13 +401,7 @@ fn listeners_for(
         })
         .collect();
     if named.is_empty() {
-        let what = match (&p.section_name, &p.port) {
-            (Some(s), Some(port)) => format!("no listener {:?} on port {}", s.value, port.value),
-            (Some(s), None) => format!("sectionName {:?} not found", s.value),
-            (None, Some(port)) => format!("port {} not found", port.value),
-            (None, None) => "the Gateway has no listeners".into(),
-        };
-        return Attachment::NoMatchingParent(what);
+        return Attachment::NoMatchingParent(no_listener(p));
     }
     let allowed: Vec<&&Loc<Listener>> = named.iter().filter(|l| admits(m, gw, l, route)).collect();
     if allowed.is_empty() {
@@ -440,6 +434,16 @@ fn listeners_for(
         ));
     }
     Attachment::Accepted(accepted)
+}
+
+/// Why a parentRef's sectionName and port select no listener, as istiod says it.
+fn no_listener(p: &ParentRef) -> String {
+    match (&p.section_name, &p.port) {
+        (Some(s), Some(port)) => format!("no listener {:?} on port {}", s.value, port.value),
+        (Some(s), None) => format!("sectionName {:?} not found", s.value),
+        (None, Some(port)) => format!("port {} not found", port.value),
+        (None, None) => "the Gateway has no listeners".into(),
+    }
 }
 
 /// Whether a listener admits a route from `route`'s namespace and of its kind.
@@ -656,38 +660,46 @@ fn translate_rules(m: &Model, r: &Route) -> Vec<Entry> {
             matches
         };
         for (j, mm) in matches.iter().enumerate() {
-            let name = rule
-                .name
-                .as_ref()
-                .map(|n| format!(" {n:?}"))
-                .unwrap_or_default();
-            let mut ir = action.clone();
-            ir.name = Some(format!(
-                "{} {} rules[{i}]{name} matches[{j}]",
+            let name = rule.name.as_ref().map(|n| format!(" {n:?}"));
+            let label = format!(
+                "{} {} rules[{i}]{} matches[{j}]",
                 r.meta.key.kind,
-                r.meta.ns_name()
-            ));
-            ir.matches = Some(Loc {
-                pos: mm.pos,
-                value: vec![rules::istio_match(mm)],
-            });
-            if let Some(rd) = ir.redirect.as_mut() {
-                rd.value.replace_prefix = rd
-                    .value
-                    .replace_prefix
-                    .take()
-                    .map(|(_, with)| (path_prefix_of(mm), with));
-            }
+                r.meta.ns_name(),
+                name.unwrap_or_default()
+            );
             out.push(Entry {
                 source: r.meta.clone(),
                 rule: Loc {
                     pos: rule.pos,
-                    value: ir,
+                    value: one_match(&action, label, mm),
                 },
             });
         }
     }
     out
+}
+
+/// The Istio rule for one match of a rule whose action is `action`.
+fn one_match(
+    action: &istio::HttpRoute,
+    label: String,
+    mm: &Loc<HttpRouteMatch>,
+) -> istio::HttpRoute {
+    let mut ir = action.clone();
+    ir.name = Some(label);
+    ir.matches = Some(Loc {
+        pos: mm.pos,
+        value: vec![rules::istio_match(mm)],
+    });
+    if let Some(rd) = ir.redirect.as_mut() {
+        // ReplacePrefixMatch replaces the prefix this match matched.
+        rd.value.replace_prefix = rd
+            .value
+            .replace_prefix
+            .take()
+            .map(|(_, with)| (path_prefix_of(mm), with));
+    }
+    ir
 }
 
 /// The PathPrefix value of a match (`/` when it has none).

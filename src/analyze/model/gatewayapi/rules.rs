@@ -82,17 +82,23 @@ pub fn backend_problem(m: &Model, route: &Meta, b: &BackendRef) -> Option<Backen
             false,
         );
     }
+    service_problem(m, ns, name, port.value)
+}
+
+/// A backend Service that does not exist (where the namespace's Services are known), or
+/// lacks the port.
+fn service_problem(m: &Model, ns: &str, name: &str, port: u32) -> Option<BackendProblem> {
     match m.service(ns, name) {
         None if m.services_known(ns) => problem(
             "BackendNotFound",
             format!("backend({name}.{ns}.{CLUSTER_DOMAIN}) not found"),
             false,
         ),
-        Some(svc) if !svc.ports.iter().any(|p| p.port == port.value) => problem(
+        Some(svc) if !svc.ports.iter().any(|p| p.port == port) => problem(
             "PortNotFound",
             format!(
                 "Service {ns}/{name} has no port {} (ports: {}); Istio reports nothing and the gateway answers 500",
-                port.value,
+                port,
                 svc.ports
                     .iter()
                     .map(|p| p.port.to_string())
