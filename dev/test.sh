@@ -62,6 +62,7 @@ shellcheck dev/*.sh dev/bench/*.sh dev/localcluster dev/oracle dev/gateway/build
 step "helm lint charts/goapp"
 "$BIN/helm" lint --quiet charts/goapp
 "$BIN/helm" lint --quiet charts/goapp -f charts/goapp/values-dev.yaml
+"$BIN/helm" lint --quiet charts/goapp -f charts/goapp/values-dev.yaml --set routing.api=gateway
 
 step "Tiltfile (tilt alpha tiltfile-result, Tilt built from its module)"
 dev/check-tiltfile.sh
@@ -74,6 +75,11 @@ step "go vet and go test (dev/gateway: route matcher, proxy, xDS client against 
 
 step "cargo test (unit and integration; the benchmarks run with dev/bench.sh)"
 cargo test --lib --bins --tests
+
+# The Gateway API conformance cases through `meshloop explain` (dev/conformance.py); the floor
+# is the agreement reached when it was added, so a regression in the translation fails here.
+step "Gateway API conformance cases through meshloop explain"
+python3 dev/conformance.py --min-agree 221
 
 step "fidelity: meshloop explain against Istio's own translation (dev/fidelity.sh, ${FIDELITY_N:-2000} generated scenarios)"
 # The oracle links most of istiod: built once into the cache (10+ minutes cold).

@@ -18,7 +18,9 @@
 #    namespace istio-ingress with dev/istio-values.yaml. istiod uses Istio's `demo` profile
 #    (small resource requests, Envoy access logs on stdout, so `kubectl logs` on the gateway
 #    shows each request with its response flags).
-# 3. Namespace dev, labelled istio-injection=enabled.
+# 3. The Gateway API CRDs (standard channel, the release's standard-install.yaml), before
+#    istiod, so istiod's gateway controller serves Gateway + HTTPRoute from its start.
+# 4. Namespace dev, labelled istio-injection=enabled.
 #
 # Environment:
 #   ISTIO_VERSION       Istio chart version (default: the pin below)
@@ -48,6 +50,9 @@ set -euo pipefail
 # (istio.io/api, pinned in dev/localcluster).
 ISTIO_VERSION=${ISTIO_VERSION:-1.32.0}
 ISTIO_REPO=https://istio-release.storage.googleapis.com/charts
+# The Gateway API CRD bundle; the same release as dev/localcluster's GATEWAY_API_VERSION.
+GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.6.3}
+GATEWAY_API_URL=https://github.com/kubernetes-sigs/gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml
 
 CLUSTER_NAME=${MESHLOOP_CLUSTER:-meshloop}
 CONTEXT=kind-$CLUSTER_NAME
@@ -257,6 +262,14 @@ chart_args() {
 	return 0
 }
 
+# Server-side: the HTTPRoute CRD is larger than client-side apply's annotation allows.
+install_gateway_api() {
+	say "installing the Gateway API CRDs $GATEWAY_API_VERSION (standard channel)"
+	k apply --server-side --field-manager=meshloop-up -f "$GATEWAY_API_URL" >/dev/null
+	k wait --for condition=Established --timeout=120s \
+		crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io >/dev/null
+}
+
 install_istio() {
 	local before
 	before=$(installed_istio_version || true)
@@ -354,6 +367,7 @@ main() {
 	NODE_PORT=$(node_port)
 	INGRESS_HOST_PORT=${INGRESS_HOST_PORT:-$NODE_PORT}
 	ensure_cluster
+	install_gateway_api
 	install_istio
 	ensure_app_namespace
 	local ingress registry

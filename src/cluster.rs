@@ -265,10 +265,15 @@ fn build_client(config: Config) -> Result<Client, ClusterError> {
     Ok(Client::new(service, config.default_namespace))
 }
 
+/// The Gateway API CRDs are not part of Istio's charts; dev/up.sh installs the same release.
+pub const GATEWAY_API_HINT: &str = "the Gateway API CRDs are not installed in this cluster: run dev/up.sh, or kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.3/standard-install.yaml";
+
 /// What to tell the user when a kind is missing.
 fn not_installed_hint(group: &str) -> String {
     if group.ends_with("istio.io") {
         "Istio CRDs are not installed in this cluster: run dev/up.sh (or dev/localcluster start for the local control plane)".into()
+    } else if group == crate::manifest::gatewayapi::GATEWAY_API {
+        GATEWAY_API_HINT.into()
     } else {
         format!("no API group {group:?} on this cluster: install its CRDs first")
     }

@@ -289,7 +289,7 @@ impl fmt::Display for GroupKind {
 pub fn default_owned_kinds() -> Vec<GroupKind> {
     const NET: &str = "networking.istio.io";
     const SEC: &str = "security.istio.io";
-    vec![
+    let mut kinds = vec![
         GroupKind::new(NET, "Gateway"),
         GroupKind::new(NET, "VirtualService"),
         GroupKind::new(NET, "DestinationRule"),
@@ -298,7 +298,13 @@ pub fn default_owned_kinds() -> Vec<GroupKind> {
         GroupKind::new(SEC, "AuthorizationPolicy"),
         GroupKind::new(SEC, "PeerAuthentication"),
         GroupKind::new(SEC, "RequestAuthentication"),
-    ]
+    ];
+    kinds.extend(
+        crate::manifest::gatewayapi::OWNED_KINDS
+            .iter()
+            .map(|k| GroupKind::new(crate::manifest::gatewayapi::GATEWAY_API, k)),
+    );
+    kinds
 }
 
 /// The validated configuration, paths made absolute.

@@ -226,10 +226,13 @@ mod millis {
 }
 
 /// Apply order: what others refer to goes first, so a VirtualService never lands before the
-/// Gateway it binds to.
+/// Gateway it binds to, nor an HTTPRoute before its Gateway or the ReferenceGrant that lets it
+/// reach a backend in another namespace.
 fn phase(gk: &GroupKind) -> u8 {
     match (gk.group.as_str(), gk.kind.as_str()) {
         ("networking.istio.io", "Gateway") => 0,
+        ("gateway.networking.k8s.io", "Gateway" | "ReferenceGrant") => 0,
+        ("gateway.networking.k8s.io", "HTTPRoute" | "GRPCRoute") => 4,
         ("networking.istio.io", "DestinationRule") => 1,
         ("networking.istio.io", "ServiceEntry") => 2,
         ("networking.istio.io", "VirtualService") => 4,
@@ -450,6 +453,8 @@ fn report_missing_kinds(
         }
         let hint = if st.gk.group.ends_with("istio.io") {
             "Istio CRDs are not installed in this cluster: run dev/up.sh".into()
+        } else if st.gk.group == crate::manifest::gatewayapi::GATEWAY_API {
+            crate::cluster::GATEWAY_API_HINT.into()
         } else {
             format!("install the CRD of {} first", st.gk)
         };

@@ -47,8 +47,40 @@ fn file_text(i: usize) -> String {
     docs.join("---\n")
 }
 
+/// ROUTES_PER_FILE HTTPRoutes per file (1,000 in 50 files), on one Gateway of class istio per
+/// file, with three rules each (exact, prefix with a header, a 90/10 split), the Services they
+/// name, and a few real mistakes (a backend port the Service lacks in the last route of a file).
+const ROUTES_PER_FILE: usize = 20;
+
+fn httproute_file_text(i: usize) -> String {
+    let ns = format!("team{}", i % 5);
+    let mut docs = vec![format!(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {{name: gw-{i}, namespace: {ns}}}\nspec:\n  gatewayClassName: istio\n  listeners:\n    - {{name: http, port: 80, protocol: HTTP, hostname: \"*.f{i}.example.com\"}}\n"
+    )];
+    for a in 0..ROUTES_PER_FILE {
+        let app = format!("app-{i}-{a}");
+        let port = if a + 1 == ROUTES_PER_FILE { 9090 } else { 8080 };
+        docs.push(format!(
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {{name: {app}, namespace: {ns}}}\nspec:\n  parentRefs: [{{name: gw-{i}, sectionName: http}}]\n  hostnames: [{app}.f{i}.example.com]\n  rules:\n    - matches:\n        - path: {{type: Exact, value: /healthz}}\n      backendRefs: [{{name: {app}-v1, port: 8080}}]\n    - matches:\n        - path: {{type: PathPrefix, value: /api}}\n          headers: [{{name: x-canary, value: \"1\"}}]\n      backendRefs: [{{name: {app}-v2, port: {port}}}]\n    - backendRefs:\n        - {{name: {app}-v1, port: 8080, weight: 90}}\n        - {{name: {app}-v2, port: 8080, weight: 10}}\n"
+        ));
+    }
+    for a in 0..ROUTES_PER_FILE {
+        for v in ["v1", "v2"] {
+            let app = format!("app-{i}-{a}");
+            docs.push(format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: {app}-{v}, namespace: {ns}}}\nspec:\n  selector: {{app: {app}, version: {v}}}\n  ports: [{{name: http, port: 8080, targetPort: http}}]\n"
+            ));
+        }
+    }
+    docs.join("---\n")
+}
+
 /// Writes the benchmark's files into `dir`; returns how many objects they hold.
 pub fn generate(dir: &Path) -> usize {
+    generate_with(dir, file_text)
+}
+
+fn generate_with(dir: &Path, file_text: fn(usize) -> String) -> usize {
     std::fs::create_dir_all(dir).unwrap();
     let mut objects = 0;
     for i in 0..FILES {
@@ -73,6 +105,23 @@ fn bench_check_offline() {
         .unwrap_or_else(|| tmp.path().to_path_buf());
     let objects = generate(&dir);
     assert_eq!(objects, 1000, "the benchmark is defined as 1,000 objects");
+    time_check(&dir, objects, "");
+}
+
+#[test]
+#[ignore = "benchmark: run with dev/bench/check.sh (release build)"]
+fn bench_check_offline_httproutes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = std::env::var_os("MESHLOOP_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let objects = generate_with(&dir, httproute_file_text);
+    assert_eq!(objects, FILES * (1 + 3 * ROUTES_PER_FILE));
+    time_check(&dir, objects, " (1,000 HTTPRoutes)");
+}
+
+fn time_check(dir: &Path, objects: usize, what: &str) {
+    let dir = dir.to_path_buf();
     let mut times = Vec::new();
     let mut reading = Vec::new();
     let mut findings = 0;
@@ -87,7 +136,7 @@ fn bench_check_offline() {
     }
     let (min, max) = (*times.iter().min().unwrap(), *times.iter().max().unwrap());
     println!(
-        "check --offline, in process: {objects} objects in {FILES} files, {findings} findings; median {:.1} ms (min {:.1}, max {:.1}; reading and parsing {:.1}) over {RUNS} runs",
+        "check --offline, in process: {objects} objects{what} in {FILES} files, {findings} findings; median {:.1} ms (min {:.1}, max {:.1}; reading and parsing {:.1}) over {RUNS} runs",
         median(times).as_secs_f64() * 1e3,
         min.as_secs_f64() * 1e3,
         max.as_secs_f64() * 1e3,

@@ -30,13 +30,16 @@ const PORT_NAME_PROTOCOLS: &[&str] = &[
 /// Runs every analyzer over the model. Findings come back sorted and without duplicates.
 pub fn analyze(model: &Model) -> Vec<Finding> {
     let mut out = model.problems.clone();
-    for vs in &model.virtual_services {
+    // Objects translated from the Gateway API have their own checks, on what was written.
+    let written = |meta: &Meta| !meta.is_gateway_api();
+    for vs in model.virtual_services.iter().filter(|v| written(&v.meta)) {
         virtual_service(model, vs, &mut out);
     }
     cross_virtual_services(model, &mut out);
-    for gw in &model.gateways {
+    for gw in model.gateways.iter().filter(|g| written(&g.meta)) {
         gateway(model, gw, &mut out);
     }
+    super::checks_gatewayapi::analyze(model, &mut out);
     conflicting_gateways(model, &mut out);
     destination_rules(model, &mut out);
     services(model, &mut out);
@@ -1053,7 +1056,11 @@ fn live_destination(
 fn cross_virtual_services(m: &Model, out: &mut Vec<Finding>) {
     let mut mesh: HashMap<&str, &VirtualService> = HashMap::new();
     let mut per_gateway: HashMap<(String, String, &str), &VirtualService> = HashMap::new();
-    for vs in &m.virtual_services {
+    for vs in m
+        .virtual_services
+        .iter()
+        .filter(|v| !v.meta.is_gateway_api())
+    {
         for (h, fq) in vs.spec.hosts.iter().zip(&vs.hosts) {
             if fq == "*" {
                 continue;
@@ -1459,6 +1466,9 @@ fn conflicting_gateways(m: &Model, out: &mut Vec<Finding>) {
         let Some(sb) = b.spec.selector.as_ref().filter(|s| !s.value.is_empty()) else {
             continue;
         };
+        if b.meta.is_gateway_api() {
+            continue;
+        }
         'earlier: for a in &m.gateways[..i] {
             if a.spec.selector.as_ref().map(|s| &s.value) != Some(&sb.value) {
                 continue;

@@ -293,7 +293,7 @@ impl<'a> Walk<'a> {
         self.decision.virtual_service = Some(r.vs.meta.ns_name());
         self.decision.rule = Some(r.rule_index);
         self.matched_hops(vh, r);
-        self.act(r.vs, r.rule)
+        self.act(r.vs, r.vs.rule_meta(r.rule_index), r.rule)
     }
 
     /// The servers whose hosts cover the request's host, as hops.
@@ -415,7 +415,7 @@ impl<'a> Walk<'a> {
         self.hops.push(hop(
             "virtualservice",
             true,
-            format!("VirtualService {} host {shown}", vs.meta.ns_name()),
+            format!("{} {} host {shown}", vs.meta.key.kind, vs.meta.ns_name()),
             at(&vs.meta, pos),
         ));
         let mut others: Vec<String> = vh
@@ -447,24 +447,21 @@ impl<'a> Walk<'a> {
             "rule",
             true,
             format!("http[{}]{name}{}", r.rule_index, describe_match(r.rule)),
-            at(&vs.meta, r.rule.pos),
+            at(vs.rule_meta(r.rule_index), r.rule.pos),
         ));
     }
 
     /// What the matched rule does: redirect, direct response, delegate, or route.
-    fn act(&mut self, vs: &'a VirtualService, rule: &'a HttpRoute) -> Outcome {
+    /// `meta` is where the rule was written (for a Gateway API route, its own object).
+    fn act(&mut self, vs: &'a VirtualService, meta: &Meta, rule: &'a HttpRoute) -> Outcome {
         if let Some(r) = &rule.redirect {
             let status = r.redirect_code.unwrap_or(301);
-            let location = format!(
-                "http://{}{}",
-                r.authority.clone().unwrap_or_else(|| self.host.clone()),
-                r.uri.clone().unwrap_or_else(|| self.req.path.clone())
-            );
+            let location = r.location(&self.host, &self.req.path, self.port);
             self.hops.push(hop(
                 "action",
                 true,
                 format!("redirect {status} to {location}"),
-                at(&vs.meta, r.pos),
+                at(meta, r.pos),
             ));
             return Outcome::Redirect { status, location };
         }
@@ -472,14 +469,14 @@ impl<'a> Walk<'a> {
             let status = d.status.unwrap_or(200);
             let detail = format!("direct response {status}");
             self.hops
-                .push(hop("action", true, detail, at(&vs.meta, d.pos)));
+                .push(hop("action", true, detail, at(meta, d.pos)));
             return Outcome::DirectResponse { status };
         }
         if let Some(d) = &rule.delegate {
             return self.delegate(vs, d);
         }
         let route: &[Loc<RouteDestination>] = rule.route.as_ref().map_or(&[], |r| &r.value);
-        self.route_to(vs, route)
+        self.route_to(meta, route)
     }
 
     /// One level of delegation: the first matching rule of the delegate VirtualService.
@@ -522,7 +519,7 @@ impl<'a> Walk<'a> {
         let detail = format!("http[{i}]{}", describe_match(rule));
         self.hops
             .push(hop("rule", true, detail, at(&next.meta, rule.pos)));
-        self.act(next, rule)
+        self.act(next, next.rule_meta(i), rule)
     }
 }
 
@@ -620,6 +617,9 @@ fn string_match(sm: &StringMatch, value: Option<&str>, ignore_case: bool) -> boo
         return fold(v) == fold(e);
     }
     if let Some(p) = &sm.prefix {
+        if sm.path_separated {
+            return StringMatch::path_prefix_matches(&fold(p), &fold(v));
+        }
         return fold(v).starts_with(&fold(p));
     }
     if let Some(r) = &sm.regex {
@@ -761,14 +761,14 @@ pub(crate) fn destination(
         destinations: Vec::new(),
         decision: Decision::default(),
     };
-    walk.destination(vs, rd, share)
+    walk.destination(&vs.meta, rd, share)
 }
 
 impl Walk<'_> {
     /// The weighted destinations of the matched rule. Weights are relative; a single
     /// destination takes all traffic whatever its weight; with several, weight-0 ones get
     /// no traffic and Istio leaves them out of the route.
-    fn route_to(&mut self, vs: &VirtualService, route: &[Loc<RouteDestination>]) -> Outcome {
+    fn route_to(&mut self, vs: &Meta, route: &[Loc<RouteDestination>]) -> Outcome {
         if route.is_empty() {
             let reason = "the matched rule has no route".to_string();
             self.hops.push(hop("action", false, &reason, None));
@@ -789,7 +789,19 @@ impl Walk<'_> {
             }
             self.destinations.push(d);
         }
+        if self.all_invalid() {
+            // Gateway API: Istio keeps invalid backendRefs as clusters that do not exist, and
+            // Envoy answers them 500 under gateway semantics.
+            return Outcome::DirectResponse { status: 500 };
+        }
         self.routed(failing)
+    }
+
+    /// Every destination that takes traffic is an invalid Gateway API backendRef.
+    fn all_invalid(&self) -> bool {
+        let taking = || self.destinations.iter().filter(|d| d.share > 0.0);
+        taking().next().is_some()
+            && taking().all(|d| d.fails_with.as_deref().is_some_and(|f| f.starts_with("500")))
     }
 
     fn routed(&self, failing: f64) -> Outcome {
@@ -828,13 +840,13 @@ impl Walk<'_> {
     /// One destination followed to its Service (or ServiceEntry), subset, port and endpoints.
     fn destination(
         &self,
-        vs: &VirtualService,
+        vs: &Meta,
         rd: &Loc<RouteDestination>,
         share: f64,
     ) -> DestinationHop {
         let m = self.m;
         let d = &rd.destination;
-        let host = model::fqdn(&d.host, vs.meta.namespace());
+        let host = model::fqdn(&d.host, vs.namespace());
         let mut out = DestinationHop {
             fqdn: host.clone(),
             host: d.host.value.clone(),
@@ -844,8 +856,13 @@ impl Walk<'_> {
             healthy_endpoints: None,
             hops: Vec::new(),
             fails_with: None,
-            at: at(&vs.meta, rd.pos),
+            at: at(vs, rd.pos),
         };
+        if let Some(why) = &rd.invalid {
+            out.hops.push(hop("backend", false, why, at(vs, rd.pos)));
+            out.fails_with = Some("500 (invalid backendRef)".into());
+            return out;
+        }
         let Some(svc) = m.service_for_host(&host) else {
             self.no_service(vs, d, &mut out);
             return out;
@@ -868,7 +885,7 @@ impl Walk<'_> {
     }
 
     /// The destination names no Service: a ServiceEntry, an unknown namespace, or 503 NC.
-    fn no_service(&self, vs: &VirtualService, d: &Destination, out: &mut DestinationHop) {
+    fn no_service(&self, vs: &Meta, d: &Destination, out: &mut DestinationHop) {
         let m = self.m;
         let host = out.fqdn.clone();
         if let Some(se) = m.service_entry_for(&host) {
@@ -900,7 +917,7 @@ impl Walk<'_> {
             format!("Service {host} not among the known objects (not checked)")
         };
         out.hops
-            .push(hop("service", !known, detail, at(&vs.meta, d.host.pos)));
+            .push(hop("service", !known, detail, at(vs, d.host.pos)));
         if known {
             out.port = out.port.or(Some(self.port));
             out.healthy_endpoints = Some(0);
@@ -913,7 +930,7 @@ impl Walk<'_> {
 /// subset is defined in no DestinationRule the gateway sees (503 NC).
 fn subset_labels(
     m: &Model,
-    vs: &VirtualService,
+    vs: &Meta,
     d: &Destination,
     host: &str,
     out: &mut DestinationHop,
@@ -941,7 +958,7 @@ fn subset_labels(
                 "subset {} is defined in no DestinationRule for {host} that the gateway sees",
                 s.value
             ),
-            at(&vs.meta, s.pos),
+            at(vs, s.pos),
         ));
         out.healthy_endpoints = Some(0);
         out.fails_with = Some("503 NC (no cluster for the subset)".into());

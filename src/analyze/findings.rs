@@ -55,6 +55,20 @@
 //! | ML0403 | info | namespace not labelled for sidecar injection (live) | IST0102 |
 //! | ML0404 | warning | Pod without sidecar proxy in an injected namespace (live) | IST0103 |
 //! | ML0501 | error | ServiceEntry without hosts | |
+//! | ML0601 | error/warning | parentRef names a Gateway that does not exist (Istio: no status at all) | KIA1401 |
+//! | ML0602 | error | route not allowed by the listeners (namespace or kind, allowedRoutes) | IST0171, KIA1401 |
+//! | ML0603 | error | no hostname in common with the listeners | IST0171 |
+//! | ML0604 | error | parentRef sectionName or port matches no listener | IST0171 |
+//! | ML0605 | error/warning | backendRef Service not found | IST0171, KIA1402 |
+//! | ML0606 | error | cross-namespace backendRef without a ReferenceGrant | IST0171, KIA1402 |
+//! | ML0607 | error | backendRef port not exposed by the Service (Istio: no status) |  |
+//! | ML0608 | error | backendRef of an unsupported kind, a hostname for a name, or without port | IST0171 |
+//! | ML0609 | warning | Gateway class not served by istiod, or route on such a Gateway | KIA1504 |
+//! | ML0610 | error | two listeners with one port, protocol and hostname | KIA1503 |
+//! | ML0611 | warning | two Gateways serve one hostname on one port | KIA1501 |
+//! | ML0612 | warning | two Gateways ask for one address | KIA1502 |
+//! | ML0613 | warning | ReferenceGrant from a namespace that does not exist (live) | KIA1601 |
+//! | ML0614 | warning | rule without backends and redirect, or all weights 0: answers 500 |  |
 
 use std::fmt;
 
@@ -291,6 +305,60 @@ pub const RULES: &[Rule] = &[
     ),
     rule("ML0404", &["IST0103"], true, "Pod without sidecar proxy"),
     rule("ML0501", &[], false, "ServiceEntry without hosts"),
+    rule("ML0601", &["KIA1401"], false, "parentRef Gateway not found"),
+    rule(
+        "ML0602",
+        &["IST0171", "KIA1401"],
+        false,
+        "route not allowed by the listeners",
+    ),
+    rule(
+        "ML0603",
+        &["IST0171"],
+        false,
+        "no hostname matches the listener",
+    ),
+    rule(
+        "ML0604",
+        &["IST0171"],
+        false,
+        "sectionName or port matches no listener",
+    ),
+    rule(
+        "ML0605",
+        &["IST0171", "KIA1402"],
+        false,
+        "backendRef Service not found",
+    ),
+    rule(
+        "ML0606",
+        &["IST0171", "KIA1402"],
+        false,
+        "backendRef not permitted (no ReferenceGrant)",
+    ),
+    rule("ML0607", &[], false, "backendRef port not on the Service"),
+    rule("ML0608", &["IST0171"], false, "invalid backendRef"),
+    rule(
+        "ML0609",
+        &["KIA1504"],
+        false,
+        "Gateway class not served by Istio",
+    ),
+    rule("ML0610", &["KIA1503"], false, "duplicate listener"),
+    rule(
+        "ML0611",
+        &["KIA1501"],
+        false,
+        "Gateways share a host and port",
+    ),
+    rule("ML0612", &["KIA1502"], false, "Gateways share an address"),
+    rule(
+        "ML0613",
+        &["KIA1601"],
+        true,
+        "ReferenceGrant from a missing namespace",
+    ),
+    rule("ML0614", &[], false, "rule answers 500"),
 ];
 
 /// The catalogue entry of `code`. Panics on an unknown code: that is a bug in an analyzer,

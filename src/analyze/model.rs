@@ -11,6 +11,8 @@
 //! Host names follow Istio: a name without a dot is short and means
 //! `<name>.<namespace of the object>.svc.cluster.local`; anything with a dot is taken as is.
 
+pub mod gatewayapi;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as J;
@@ -57,6 +59,12 @@ impl Meta {
     /// `dev/goapp`.
     pub fn ns_name(&self) -> String {
         format!("{}/{}", self.key.namespace, self.key.name)
+    }
+
+    /// Whether the object is a Gateway API one (gateway.networking.k8s.io), or was
+    /// translated from one.
+    pub fn is_gateway_api(&self) -> bool {
+        self.key.group == crate::manifest::gatewayapi::GATEWAY_API
     }
 }
 
@@ -128,9 +136,17 @@ pub struct VirtualService {
     pub gateways: Vec<GatewayRef>,
     /// The hosts as Istio reads them (short names expanded), same order as `spec.hosts`.
     pub hosts: Vec<String>,
+    /// For a VirtualService translated from HTTPRoutes, where each rule of `spec.http` was
+    /// written (rules of several routes merge on one listener and host); empty otherwise.
+    pub rule_sources: Vec<Meta>,
 }
 
 impl VirtualService {
+    /// The object rule `i` of `spec.http` was written in.
+    pub fn rule_meta(&self, i: usize) -> &Meta {
+        self.rule_sources.get(i).unwrap_or(&self.meta)
+    }
+
     pub fn binds_mesh(&self) -> bool {
         self.gateways
             .iter()
@@ -569,6 +585,9 @@ pub struct Model {
     pub ingress: Ingress,
     /// Objects whose typed view could not be read (reported as ML0002).
     pub problems: Vec<Finding>,
+    /// The Gateway API objects as written, and what translating them decided; their
+    /// listeners and routes are also in `gateways` and `virtual_services`, translated.
+    pub gateway_api: gatewayapi::GatewayApi,
     /// Namespaces with at least one Service (or workload) in the sources.
     service_ns: BTreeSet<String>,
     workload_ns: BTreeSet<String>,
@@ -589,6 +608,10 @@ impl Model {
             ..Model::default()
         };
         for obj in objects {
+            if obj.key.group == crate::manifest::gatewayapi::GATEWAY_API {
+                gatewayapi::read(&mut m, obj);
+                continue;
+            }
             if obj.key.group != NETWORKING {
                 continue;
             }
@@ -635,6 +658,7 @@ impl Model {
                             spec,
                             gateways,
                             hosts,
+                            rule_sources: Vec::new(),
                         });
                     }
                     Err(e) => m.problems.push(failed(e)),
@@ -662,6 +686,7 @@ impl Model {
         }
         for obj in others {
             match obj.key.kind.as_str() {
+                "GatewayClass" | "Namespace" => gatewayapi::read(&mut m, obj),
                 "Service" if obj.key.group.is_empty() => {
                     if let Some(s) = service_from_json(&obj.body, Some(obj), false) {
                         m.service_ns.insert(s.namespace.clone());
@@ -688,6 +713,7 @@ impl Model {
             m.namespaces = f.namespaces.clone();
             m.secrets = f.secrets.clone();
         }
+        gatewayapi::translate(&mut m);
         m
     }
 

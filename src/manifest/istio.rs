@@ -131,6 +131,21 @@ pub struct StringMatch {
     pub prefix: Option<String>,
     #[serde(default)]
     pub regex: Option<String>,
+    /// A path prefix that matches whole path elements (`/foo` matches `/foo/bar`, not
+    /// `/foobar`): a Gateway API PathPrefix, which Istio sends to Envoy as
+    /// `path_separated_prefix`. Never set by a VirtualService.
+    #[serde(skip)]
+    pub path_separated: bool,
+}
+
+impl StringMatch {
+    /// Whether `path` is under the prefix `prefix` element by element; a trailing `/` on the
+    /// prefix is ignored (Gateway API PathPrefix).
+    pub fn path_prefix_matches(prefix: &str, path: &str) -> bool {
+        let p = prefix.trim_end_matches('/');
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -139,6 +154,10 @@ pub struct RouteDestination {
     pub destination: Loc<Destination>,
     #[serde(default)]
     pub weight: Option<Loc<i64>>,
+    /// Why a translated Gateway API backendRef cannot take traffic (not found, not permitted,
+    /// unsupported kind): Istio keeps its weight share and Envoy answers it with 500.
+    #[serde(skip)]
+    pub invalid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -166,6 +185,62 @@ pub struct Redirect {
     pub authority: Option<String>,
     #[serde(default)]
     pub redirect_code: Option<u16>,
+    #[serde(default)]
+    pub scheme: Option<String>,
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// `FROM_PROTOCOL_DEFAULT` or `FROM_REQUEST_PORT`.
+    #[serde(default)]
+    pub derive_port: Option<String>,
+    /// A Gateway API `ReplacePrefixMatch`: the matched prefix and its replacement.
+    #[serde(skip)]
+    pub replace_prefix: Option<(String, String)>,
+}
+
+impl Redirect {
+    /// The `Location` of the redirect for a request to `host` `path` on `port`.
+    pub fn location(&self, host: &str, path: &str, port: u32) -> String {
+        let scheme = self.scheme.as_deref().unwrap_or("http");
+        let port = match (self.port, self.derive_port.as_deref()) {
+            (Some(p), _) => Some(p),
+            (None, Some("FROM_REQUEST_PORT")) => Some(port),
+            _ => None,
+        }
+        .filter(|p| !matches!((scheme, p), ("http", 80) | ("https", 443)));
+        let path = match (&self.replace_prefix, &self.uri) {
+            (Some((prefix, with)), _) => replace_prefix(path, prefix, with),
+            (None, Some(uri)) => uri.clone(),
+            (None, None) => path.to_string(),
+        };
+        let authority = self.authority.as_deref().unwrap_or(host);
+        match port {
+            Some(p) => format!("{scheme}://{authority}:{p}{path}"),
+            None => format!("{scheme}://{authority}{path}"),
+        }
+    }
+}
+
+/// Replaces the path-element prefix `prefix` of `path` with `with` (Gateway API
+/// ReplacePrefixMatch): `/a/b` with `/a` → `/x` gives `/x/b`, with `/` gives `/b`.
+pub fn replace_prefix(path: &str, prefix: &str, with: &str) -> String {
+    let (path, query) = match path.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}")),
+        None => (path, String::new()),
+    };
+    let rest = path
+        .strip_prefix(prefix.trim_end_matches('/'))
+        .unwrap_or(path);
+    let joined = match (with.ends_with('/'), rest.starts_with('/')) {
+        (true, true) => format!("{with}{}", &rest[1..]),
+        (false, false) if !rest.is_empty() => format!("{with}/{rest}"),
+        _ => format!("{with}{rest}"),
+    };
+    let joined = if joined.is_empty() {
+        "/".into()
+    } else {
+        joined
+    };
+    format!("{joined}{query}")
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -11,6 +11,7 @@
 //! caller keeps the file's last good objects), an object without apiVersion/kind/name yields
 //! an error for that object only.
 
+pub mod gatewayapi;
 pub mod helm;
 pub mod istio;
 pub mod read;
@@ -357,7 +358,10 @@ fn read_object(
             }
         },
     };
-    if owned && let Err(e) = istio::check_shape(&gk, &node) {
+    if owned
+        && let Err(e) =
+            istio::check_shape(&gk, &node).and_then(|()| gatewayapi::check_shape(&gk, &node))
+    {
         out.errors.push(err(e.pos, Some(label), e.to_string()));
         return;
     }

@@ -455,6 +455,7 @@ mod tests {
             exact: exact.map(Into::into),
             prefix: prefix.map(Into::into),
             regex: regex.map(Into::into),
+            ..StringMatch::default()
         }
     }
 

@@ -44,3 +44,21 @@ route at admission time, which surfaces much later than `helm template`.
   weight: {{ $weight }}
 {{- end }}
 {{- end -}}
+
+{{/* routing.api, checked: istio or gateway. */}}
+{{- define "goapp.routingApi" -}}
+{{- $api := (.Values.routing | default dict).api | default "istio" -}}
+{{- if not (has $api (list "istio" "gateway")) -}}
+{{- fail (printf "routing.api must be istio or gateway, got %q" $api) -}}
+{{- end -}}
+{{- $api -}}
+{{- end -}}
+
+{{/* The weighted backendRefs of every HTTPRoute rule: one Service per version. */}}
+{{- define "goapp.backendRefs" -}}
+{{- range $version, $weight := .Values.weights }}
+- name: {{ include "goapp.name" $ }}-{{ $version }}
+  port: {{ $.Values.service.port }}
+  weight: {{ $weight }}
+{{- end }}
+{{- end -}}
