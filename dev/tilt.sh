@@ -10,8 +10,8 @@
 #   server in Tilt's read-only module directory, and exits when that fails. A `yarn` stand-in
 #   on PATH (it does nothing, and `yarn run` waits until Tilt exits) lets Tilt start: its API, `tilt
 #   get/logs/wait`, the buttons through the API and the HUD port all work, but the port serves
-#   no UI page ("Error talking to asset server"). With the UI built by dev/build-tilt-ui.sh,
-#   set MESHLOOP_TILT to that binary and pass --web-mode=precompiled.
+#   no UI page ("Error talking to asset server"). MESHLOOP_TILT=/path/to/tilt runs another
+#   build (one with its web UI built in: pass --web-mode=precompiled).
 # - TILT_DISABLE_ANALYTICS=1 unless set.
 set -euo pipefail
 
