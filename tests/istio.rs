@@ -244,8 +244,11 @@ async fn wait_routed(ic: &IstioCluster, host: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        let (status, _) = http_get(&ic.gateway, host, "/fortune").await;
-        if status != 404 {
+        // Until istiod's first push the gateway has no listener: a refused connection is
+        // "not yet", like its own 404.
+        if let Some((status, _)) = try_http_get(&ic.gateway, host, "/fortune").await
+            && status != 404
+        {
             return;
         }
         assert!(
@@ -259,21 +262,28 @@ async fn wait_routed(ic: &IstioCluster, host: &str) {
 
 /// A minimal HTTP GET: status and body.
 async fn http_get(addr: &str, host: &str, path: &str) -> (u16, String) {
+    try_http_get(addr, host, path)
+        .await
+        .unwrap_or_else(|| panic!("no HTTP answer from {addr}"))
+}
+
+/// The same, `None` when the connection is refused or closed without an answer.
+async fn try_http_get(addr: &str, host: &str, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut sock = tokio::net::TcpStream::connect(addr).await.ok()?;
     // HTTP/1.0: the answer comes whole, not chunked.
     let req = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
-    sock.write_all(req.as_bytes()).await.unwrap();
+    sock.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
-    sock.read_to_end(&mut buf).await.unwrap();
+    sock.read_to_end(&mut buf).await.ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
-    let code: u16 = text[9..12].parse().unwrap();
+    let code: u16 = text.get(9..12)?.parse().ok()?;
     let body = text
         .split_once("\r\n\r\n")
         .map(|x| x.1)
         .unwrap_or("")
         .to_string();
-    (code, body)
+    Some((code, body))
 }
 
 fn weights(v1: u32, v2: u32) -> String {

@@ -468,8 +468,7 @@ impl<'a> Walk<'a> {
         if let Some(d) = &rule.direct_response {
             let status = d.status.unwrap_or(200);
             let detail = format!("direct response {status}");
-            self.hops
-                .push(hop("action", true, detail, at(meta, d.pos)));
+            self.hops.push(hop("action", true, detail, at(meta, d.pos)));
             return Outcome::DirectResponse { status };
         }
         if let Some(d) = &rule.delegate {
@@ -801,7 +800,11 @@ impl Walk<'_> {
     fn all_invalid(&self) -> bool {
         let taking = || self.destinations.iter().filter(|d| d.share > 0.0);
         taking().next().is_some()
-            && taking().all(|d| d.fails_with.as_deref().is_some_and(|f| f.starts_with("500")))
+            && taking().all(|d| {
+                d.fails_with
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("500"))
+            })
     }
 
     fn routed(&self, failing: f64) -> Outcome {
@@ -838,12 +841,7 @@ impl Walk<'_> {
     }
 
     /// One destination followed to its Service (or ServiceEntry), subset, port and endpoints.
-    fn destination(
-        &self,
-        vs: &Meta,
-        rd: &Loc<RouteDestination>,
-        share: f64,
-    ) -> DestinationHop {
+    fn destination(&self, vs: &Meta, rd: &Loc<RouteDestination>, share: f64) -> DestinationHop {
         let m = self.m;
         let d = &rd.destination;
         let host = model::fqdn(&d.host, vs.namespace());
