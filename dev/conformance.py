@@ -218,7 +218,8 @@ def explain(meshloop, workdir, case, port):
 
 def judge(case, ex, port):
     """None when explain agrees, else why not."""
-    outcome = ex["outcome"]
+    # `detail` is the outcome with its reason; `outcome` is the oracle's one-word decision.
+    outcome = ex["detail"]
     result = outcome["result"]
     status = {"no_route": 404, "no_healthy_upstream": 503, "no_listener": None}.get(result)
     if result in ("redirect", "direct_response"):
@@ -246,7 +247,7 @@ def judge(case, ex, port):
         return f"expected {case['backend']}, got {result}: {outcome.get('reason', '')}"
     if not case["backend"]:
         return None
-    dests = sorted(ex["destinations"], key=lambda d: -d["share"])
+    dests = sorted(ex["destinations"], key=lambda d: -d["weight"])
     want = f"{case['backend']}.{case['namespace'] or INFRA}."
     got = dests[0]["host"] if dests else ""
     return None if got.startswith(want) or got == want[:-1] else f"expected {want[:-1]}, got {got}"
