@@ -673,20 +673,7 @@ impl Engine {
         if let Some(b) = r.prune_blocked.first() {
             warn!("prune skipped while sources have errors ({b})");
         }
-        let mut parts = vec![];
-        for (n, word) in [
-            (c.created, "created"),
-            (c.changed, "changed"),
-            (c.unchanged, "unchanged"),
-            (c.pruned, "pruned"),
-            (c.failed, "failed"),
-            (c.conflicted, "conflicted"),
-            (c.drifted, "drifted"),
-        ] {
-            if n > 0 {
-                parts.push(format!("{n} {word}"));
-            }
-        }
+        let mut parts = c.phrases();
         let errors = s
             .findings
             .iter()

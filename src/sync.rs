@@ -161,6 +161,25 @@ pub struct Counts {
     pub writes: usize,
 }
 
+impl Counts {
+    /// The non-zero counts in words ("2 changed", "1 pruned"), for the log line and the page.
+    pub fn phrases(&self) -> Vec<String> {
+        [
+            (self.created, "created"),
+            (self.changed, "changed"),
+            (self.unchanged, "unchanged"),
+            (self.pruned, "pruned"),
+            (self.failed, "failed"),
+            (self.conflicted, "conflicted"),
+            (self.drifted, "drifted"),
+        ]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, word)| format!("{n} {word}"))
+        .collect()
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncReport {
     pub dry_run: bool,

@@ -145,20 +145,7 @@ fn last_sync(st: &Status) -> Markup {
     let Some(s) = &st.last_sync else {
         return html! { "none yet" @if st.syncing { " · syncing…" } };
     };
-    let c = s.report.counts;
-    let counts: Vec<String> = [
-        (c.created, "created"),
-        (c.changed, "changed"),
-        (c.unchanged, "unchanged"),
-        (c.pruned, "pruned"),
-        (c.failed, "failed"),
-        (c.conflicted, "conflicted"),
-        (c.drifted, "drifted"),
-    ]
-    .iter()
-    .filter(|(n, _)| *n > 0)
-    .map(|(n, w)| format!("{n} {w}"))
-    .collect();
+    let counts = s.report.counts.phrases();
     let problems = sync_problems(s);
     html! {
         span class=(if s.ok { "ok" } else { "broken" }) { (if s.ok { "ok" } else { "failed" }) }
