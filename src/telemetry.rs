@@ -1,7 +1,16 @@
-//! Logging setup: tracing to stderr, text for people (and Tilt's log pane) or JSON for tools,
-//! filtered by `RUST_LOG` (default `meshloop=info`). It owns no other state.
+//! Logging setup (tracing to stderr, text for people and Tilt's log pane or JSON for tools,
+//! filtered by `RUST_LOG`, default `meshloop=info`), the wall clock as /status shows it, and
+//! the Prometheus metrics further down.
 
 use tracing_subscriber::EnvFilter;
+
+/// Wall-clock time as RFC 3339, for people reading /status.
+pub fn now_text() -> String {
+    jiff::Timestamp::now()
+        .round(jiff::Unit::Millisecond)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {

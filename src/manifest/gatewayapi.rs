@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::istio::spec;
 use super::yaml::{Loc, Node, ViewError};
-use crate::config::GroupKind;
+use crate::manifest::kinds::GroupKind;
 
 pub const GATEWAY_API: &str = "gateway.networking.k8s.io";
 

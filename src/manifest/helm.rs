@@ -127,7 +127,7 @@ mod tests {
     fn documents_are_attributed_to_their_templates() {
         let rendered = "---\n# Source: goapp/templates/service.yaml\napiVersion: v1\nkind: Service\nmetadata:\n  name: goapp\n---\n# Source: goapp/templates/routing.yaml\napiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n  name: gw\n";
         let opts = LoadOptions {
-            owned: crate::config::default_owned_kinds(),
+            owned: crate::manifest::kinds::default_owned_kinds(),
             default_namespace: "dev".into(),
             keep_others: false,
             limits: Default::default(),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::yaml::{self, Loc, Node, Seg, ViewError};
-use crate::config::GroupKind;
+use crate::manifest::kinds::GroupKind;
 
 pub const NETWORKING: &str = "networking.istio.io";
 
@@ -342,7 +342,7 @@ spec:
             host: {name: goapp}
 ";
         let opts = LoadOptions {
-            owned: crate::config::default_owned_kinds(),
+            owned: crate::manifest::kinds::default_owned_kinds(),
             default_namespace: "dev".into(),
             keep_others: false,
             limits: Default::default(),

@@ -14,6 +14,7 @@
 pub mod gatewayapi;
 pub mod helm;
 pub mod istio;
+pub mod kinds;
 pub mod read;
 pub mod schema;
 pub mod yaml;
@@ -24,7 +25,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::config::GroupKind;
+use crate::manifest::kinds::GroupKind;
 use yaml::{Node, Pos, Seg, Value};
 
 /// Identity of an object on the cluster: kind by group (not version, since v1 and v1beta1 of
@@ -462,7 +463,7 @@ mod tests {
     use super::*;
 
     fn opts() -> LoadOptions {
-        LoadOptions::new(crate::config::default_owned_kinds(), "dev")
+        LoadOptions::new(crate::manifest::kinds::default_owned_kinds(), "dev")
     }
 
     const VS: &str = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: goapp\nspec:\n  hosts: [goapp.dev]\n";

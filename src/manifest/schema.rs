@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value as J};
 
 use super::yaml::{Node, Pos, Seg, Value, path_string};
-use crate::config::GroupKind;
+use crate::manifest::kinds::GroupKind;
 
 /// The compacted schemas, generated from the pinned CRDs (see the module documentation).
 const EMBEDDED: &str = include_str!("istio-schemas.json");

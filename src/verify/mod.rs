@@ -12,7 +12,6 @@ pub mod address;
 pub mod diagnose;
 pub mod http;
 pub mod probes;
-pub mod runner;
 pub mod split;
 
 use std::collections::BTreeMap;
@@ -102,7 +101,7 @@ type Sent = Result<Answer, Failure>;
 /// Runs a verification.
 pub async fn run(input: Input<'_>) -> Report {
     let t0 = Instant::now();
-    let started_at = crate::engine::now_text();
+    let started_at = crate::telemetry::now_text();
     let client = input.cluster.map(|c| &c.client);
     let mut report = Report {
         ok: false,

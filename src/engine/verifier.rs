@@ -15,12 +15,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use super::Report;
+use super::Status;
 use crate::cluster::Cluster;
 use crate::config::Config;
-use crate::engine::Status;
 use crate::events::{Events, Kind};
 use crate::telemetry::{Metrics, ResultLabel};
+use crate::verify::Report;
 
 const RETRY_START: Duration = Duration::from_millis(250);
 
@@ -144,7 +144,7 @@ impl Verifier {
             .file
             .as_ref()
             .map(|f| self.config.display_path(f).into_owned());
-        super::run(super::Input {
+        crate::verify::run(crate::verify::Input {
             objects: &inputs.objects,
             others: &inputs.others,
             ingress: &self.config.ingress,

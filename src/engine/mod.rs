@@ -37,8 +37,9 @@ use crate::manifest::{LoadError, ObjectKey};
 use crate::sources::SourceSet;
 use crate::sync::{self, Drift, Outcome, SyncOptions, SyncReport};
 use crate::telemetry::{Metrics, OutcomeLabel, ResultLabel};
-use crate::verify::runner::{Verifier, VerifyQueue};
+mod verifier;
 use crate::watch::Batch;
+pub use verifier::{Verifier, VerifyQueue};
 
 /// Commands from the HTTP API. At most this many wait; a full queue answers "busy".
 pub const COMMAND_QUEUE: usize = 32;
@@ -548,7 +549,7 @@ impl Engine {
                 findings,
                 held_back,
                 trigger,
-                finished_at: now_text(),
+                finished_at: crate::telemetry::now_text(),
                 ok,
                 save_to_applied_ms: save_to_applied.map(|d| d.as_secs_f64() * 1000.0),
                 report,
@@ -936,7 +937,7 @@ impl Engine {
         }
         self.rollout = Some(PendingRollout {
             since: Instant::now(),
-            since_text: now_text(),
+            since_text: crate::telemetry::now_text(),
             baseline,
         });
         self.publish_rollout();
@@ -960,7 +961,7 @@ impl Engine {
                 self.metrics.rollouts.inc();
                 self.status.send_modify(|s| {
                     s.rollout.completed += 1;
-                    s.rollout.last_completed_at = Some(now_text());
+                    s.rollout.last_completed_at = Some(crate::telemetry::now_text());
                 });
                 self.request_verification("rollout complete");
             }
@@ -1024,14 +1025,6 @@ async fn sleep_until_opt(t: Option<Instant>) {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
     }
-}
-
-/// Wall-clock time as RFC 3339, for people reading /status.
-pub fn now_text() -> String {
-    jiff::Timestamp::now()
-        .round(jiff::Unit::Millisecond)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
