@@ -68,6 +68,8 @@ impl Diagnosis {
     }
 }
 
+/// Names the broken hop of a failed probe: the gateway unreachable, the route missing, or,
+/// for a request that was routed, the first of istiod, split, app, upstream and mesh at fault.
 pub async fn diagnose(
     live: &Model,
     cluster: Option<&Cluster>,
@@ -77,164 +79,208 @@ pub async fn diagnose(
 ) -> Diagnosis {
     let req = probe.request.to_explain(super::probes::HTTP_PORT);
     let sim = explain::explain(live, &req);
-    let details: Vec<String> = sim.render_text().lines().map(str::to_string).collect();
     let mut d = Diagnosis {
         hop: String::new(),
         summary: String::new(),
-        details,
+        details: sim.render_text().lines().map(str::to_string).collect(),
         in_cluster: Vec::new(),
     };
-    let refused = result.results.contains_key("refused");
-    let timeout = result.results.contains_key("timeout");
-    let nr = result.status == Some(404) && result.upstream == Some(false);
-    let five = result.status.is_some_and(|s| s >= 500);
-
-    if refused || timeout || result.results.contains_key("error") && result.status.is_none() {
-        d.hop = "gateway".into();
-        let pods = ingress_pods(live);
-        d.summary = format!(
-            "{} at {} ({}); {}",
-            if refused {
-                "nothing accepts connections"
-            } else if timeout {
-                "no answer"
-            } else {
-                "the request failed"
-            },
-            addr.authority(),
-            addr.via,
-            pods
-        );
+    if let Some(summary) = unreachable(live, addr, result) {
+        (d.hop, d.summary) = ("gateway".into(), summary);
         return d;
     }
-    if nr && probe.expect.status != Some(404) {
-        match &sim.outcome {
-            Outcome::NoRoute { reason } | Outcome::NoListener { reason } => {
-                let step = sim
-                    .hops
-                    .iter()
-                    .find(|h| !h.ok)
-                    .map_or("virtualservice", |h| h.step);
-                d.hop = step.into();
-                d.summary = format!("404 NR (no route): {reason}");
-                if step == "rule" {
-                    d.details.extend(rules_of(live, &req.host));
-                }
-            }
-            _ => {
-                if let Some(summary) = istiod_blame(cluster).await {
-                    d.hop = "istiod".into();
-                    d.summary = summary;
-                } else {
-                    d.hop = "gateway".into();
-                    d.summary = "the configuration routes this request, yet the gateway answered 404 without reaching an upstream: it has not received the configuration (istiod has not pushed it yet, or rejected it), or the Pods answering at the address are not the ones the Gateway selects".into();
-                }
-            }
-        }
+    let no_route = result.status == Some(404) && result.upstream == Some(false);
+    if no_route && probe.expect.status != Some(404) {
+        not_routed(&mut d, live, cluster, &sim, &req.host).await;
         return d;
-    }
-    // The destinations: from the simulation, or the split's when the simulation found none.
-    let mut dests: Vec<(String, Option<String>)> = sim
-        .destinations
-        .iter()
-        .map(|x| (x.fqdn.clone(), x.subset.clone()))
-        .collect();
-    if dests.is_empty() {
-        dests = probe
-            .split
-            .iter()
-            .map(|e| (e.fqdn.clone(), e.subset.clone()))
-            .collect();
     }
     if let Some(c) = cluster {
-        d.in_cluster = in_cluster(live, c, probe, &dests).await;
+        d.in_cluster = in_cluster(live, c, probe, &destinations(&sim, probe)).await;
     }
-    let broken_inside: Vec<&InClusterCheck> = d.in_cluster.iter().filter(|c| !c.ok).collect();
-    let failing_dest = sim.destinations.iter().find(|x| x.fails_with.is_some());
     let split_only = result.failed_requests == 0 && result.split.as_ref().is_some_and(|s| !s.ok);
     let stale = if split_only {
         istiod_blame(cluster).await
     } else {
         None
     };
-    if let Some(summary) = stale {
+    (d.hop, d.summary) = match stale {
         // The gateway serves what istiod pushed last; istiod cannot push the change.
-        d.hop = "istiod".into();
-        d.summary = summary;
-    } else if split_only {
-        // Every request reached the app; only the shares are off.
-        d.hop = "split".into();
-        d.summary = format!(
-            "the observed shares differ from the VirtualService's weights: the gateway serves another configuration (not pushed yet, or another VirtualService for this host){}",
-            match failing_dest {
-                Some(f) => format!(
-                    ", or {} cannot take its share ({})",
-                    dest_name(&f.host, f.subset.as_deref()),
-                    f.fails_with.as_deref().unwrap_or_default()
-                ),
-                None => String::new(),
+        Some(summary) => ("istiod".into(), summary),
+        None => routed_blame(&d.in_cluster, &sim, result, split_only),
+    };
+    d
+}
+
+/// Nothing accepted the connection or answered at the gateway's address: the gateway's hop,
+/// with what the ingress Pods look like.
+fn unreachable(live: &Model, addr: &Address, result: &ProbeResult) -> Option<String> {
+    let refused = result.results.contains_key("refused");
+    let timeout = result.results.contains_key("timeout");
+    let failed = result.results.contains_key("error") && result.status.is_none();
+    if !(refused || timeout || failed) {
+        return None;
+    }
+    let what = if refused {
+        "nothing accepts connections"
+    } else if timeout {
+        "no answer"
+    } else {
+        "the request failed"
+    };
+    Some(format!(
+        "{what} at {} ({}); {}",
+        addr.authority(),
+        addr.via,
+        ingress_pods(live)
+    ))
+}
+
+/// A 404 the gateway answered itself: the step the simulation stopped at when the
+/// configuration has no route, istiod or the gateway when it has one.
+async fn not_routed(
+    d: &mut Diagnosis,
+    live: &Model,
+    cluster: Option<&Cluster>,
+    sim: &explain::Explanation,
+    host: &str,
+) {
+    match &sim.outcome {
+        Outcome::NoRoute { reason } | Outcome::NoListener { reason } => {
+            let step = sim
+                .hops
+                .iter()
+                .find(|h| !h.ok)
+                .map_or("virtualservice", |h| h.step);
+            d.hop = step.into();
+            d.summary = format!("404 NR (no route): {reason}");
+            if step == "rule" {
+                d.details.extend(rules_of(live, host));
             }
+        }
+        _ => match istiod_blame(cluster).await {
+            Some(summary) => (d.hop, d.summary) = ("istiod".into(), summary),
+            None => {
+                d.hop = "gateway".into();
+                d.summary = "the configuration routes this request, yet the gateway answered 404 without reaching an upstream: it has not received the configuration (istiod has not pushed it yet, or rejected it), or the Pods answering at the address are not the ones the Gateway selects".into();
+            }
+        },
+    }
+}
+
+/// The destinations to request from inside the cluster: the simulation's, or the split's
+/// when the simulation found none.
+fn destinations(sim: &explain::Explanation, probe: &Probe) -> Vec<(String, Option<String>)> {
+    let from_sim: Vec<_> = sim
+        .destinations
+        .iter()
+        .map(|x| (x.fqdn.clone(), x.subset.clone()))
+        .collect();
+    if !from_sim.is_empty() {
+        return from_sim;
+    }
+    probe
+        .split
+        .iter()
+        .map(|e| (e.fqdn.clone(), e.subset.clone()))
+        .collect()
+}
+
+/// For a request the gateway routed: the hop at fault and why, from the in-cluster requests,
+/// the simulation's failing destination and the gateway's answer.
+fn routed_blame(
+    in_cluster: &[InClusterCheck],
+    sim: &explain::Explanation,
+    result: &ProbeResult,
+    split_only: bool,
+) -> (String, String) {
+    let failing = sim.destinations.iter().find(|x| x.fails_with.is_some());
+    let failing_text = |f: &explain::DestinationHop| {
+        format!(
+            "{} {}",
+            dest_name(&f.host, f.subset.as_deref()),
+            f.fails_with.as_deref().unwrap_or_default()
+        )
+    };
+    let split_hint = "the observed shares differ from the VirtualService's weights: the gateway serves another configuration (not pushed yet, or another VirtualService for this host)";
+    if split_only {
+        // Every request reached the app; only the shares are off.
+        let or = failing.map(|f| {
+            format!(
+                ", or {} cannot take its share ({})",
+                dest_name(&f.host, f.subset.as_deref()),
+                f.fails_with.as_deref().unwrap_or_default()
+            )
+        });
+        return (
+            "split".into(),
+            format!("{split_hint}{}", or.unwrap_or_default()),
         );
-    } else if let Some(bad) = broken_inside.first() {
-        d.hop = "app".into();
-        d.summary = format!(
+    }
+    if let Some(bad) = in_cluster.iter().find(|c| !c.ok) {
+        let also = failing.map(|f| format!("; {}", failing_text(f)));
+        let summary = format!(
             "{} does not answer from inside the cluster either ({}): the app is at fault{}",
             bad.target,
             bad.detail,
-            failing_dest
-                .map(|f| format!(
-                    "; {} {}",
-                    dest_name(&f.host, f.subset.as_deref()),
-                    f.fails_with.as_deref().unwrap_or_default()
-                ))
-                .unwrap_or_default()
+            also.unwrap_or_default()
         );
-    } else if let Some(f) = failing_dest {
-        d.hop = "upstream".into();
-        let why = f
-            .hops
-            .iter()
-            .find(|h| !h.ok)
-            .map(|h| h.detail.clone())
-            .unwrap_or_default();
-        d.summary = format!(
-            "{}: {} ({why})",
+        return ("app".into(), summary);
+    }
+    if let Some(f) = failing {
+        let why = f.hops.iter().find(|h| !h.ok).map(|h| h.detail.clone());
+        let summary = format!(
+            "{}: {} ({})",
             dest_name(&f.host, f.subset.as_deref()),
-            f.fails_with.as_deref().unwrap_or_default()
+            f.fails_with.as_deref().unwrap_or_default(),
+            why.unwrap_or_default()
         );
-    } else if five && result.upstream != Some(true) {
-        d.hop = "mesh".into();
-        d.summary = format!(
-            "the gateway answered {} without reaching the app, while {} from inside the cluster: the mesh configuration is at fault (DestinationRule traffic policy or TLS mode, the gateway's view of the endpoints)",
+        return ("upstream".into(), summary);
+    }
+    answered_blame(in_cluster, result, split_hint)
+}
+
+/// Every destination answers and none fails by the configuration: the gateway's own answer
+/// says whether the mesh, the split or the app is at fault.
+fn answered_blame(
+    in_cluster: &[InClusterCheck],
+    result: &ProbeResult,
+    split_hint: &str,
+) -> (String, String) {
+    let five = result.status.is_some_and(|s| s >= 500);
+    if five && result.upstream != Some(true) {
+        let inside = if in_cluster.is_empty() {
+            "the destinations could not be requested"
+        } else {
+            "the destinations answer"
+        };
+        let summary = format!(
+            "the gateway answered {} without reaching the app, while {inside} from inside the cluster: the mesh configuration is at fault (DestinationRule traffic policy or TLS mode, the gateway's view of the endpoints)",
             result.status.unwrap_or_default(),
-            if d.in_cluster.is_empty() {
-                "the destinations could not be requested".to_string()
-            } else {
-                "the destinations answer".to_string()
-            }
         );
-    } else if result
+        return ("mesh".into(), summary);
+    }
+    if result
         .problem
         .as_deref()
         .is_some_and(|p| p.starts_with("split"))
     {
-        d.hop = "split".into();
-        d.summary = "the observed shares differ from the VirtualService's weights: the gateway serves another configuration (not pushed yet, or another VirtualService for this host), or a destination's Pods are not ready".into();
-    } else {
-        d.hop = "app".into();
-        d.summary = format!(
-            "the app answered {} through the gateway{}",
-            result
-                .status
-                .map_or_else(|| "unexpectedly".to_string(), |s| s.to_string()),
-            if d.in_cluster.is_empty() {
-                String::new()
-            } else {
-                " and answers from inside the cluster: the route works, the answer does not meet the expectation".into()
-            }
+        return (
+            "split".into(),
+            format!("{split_hint}, or a destination's Pods are not ready"),
         );
     }
-    d
+    let status = result
+        .status
+        .map_or_else(|| "unexpectedly".to_string(), |s| s.to_string());
+    let inside = if in_cluster.is_empty() {
+        ""
+    } else {
+        " and answers from inside the cluster: the route works, the answer does not meet the expectation"
+    };
+    (
+        "app".into(),
+        format!("the app answered {status} through the gateway{inside}"),
+    )
 }
 
 /// A failure that a push from istiod would fix is istiod's when istiod is not ready: the gateway
