@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analyze::explain::{self, Outcome, Request};
-use crate::analyze::model::{Model, ServerHost, VirtualService, host_matches, service_of};
+use crate::analyze::model::{Gateway, Model, ServerHost, VirtualService, host_matches, service_of};
 use crate::config::Check;
 use crate::manifest::istio::{HttpMatch, HttpRoute, StringMatch};
+use crate::manifest::yaml::Loc;
 
 /// The request of a probe.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -137,28 +138,29 @@ pub fn derive(
 ) -> (Vec<Probe>, Vec<Skipped>) {
     let mut probes = Vec::new();
     let mut skipped = Vec::new();
-    let gateways = explain::ingress_gateway_list(m);
+    for (vi, host) in served_hosts(m, &mut skipped) {
+        let vs = &m.virtual_services[vi];
+        for (ri, rule) in vs.spec.http.iter().enumerate() {
+            match rule_probe(m, vs, ri, rule, &host) {
+                Ok(p) => probes.push(p),
+                Err(s) => skipped.push(s),
+            }
+        }
+    }
+    for (i, c) in checks.iter().enumerate() {
+        probes.push(check_probe(i, c, config_file));
+    }
+    (probes, skipped)
+}
 
-    // (VirtualService index, host) pairs served over plain HTTP on the ingress, in order.
+/// The (VirtualService index, host) pairs served over plain HTTP on the ingress, in order;
+/// a wildcard host is skipped, since it has no single Host header to send.
+fn served_hosts(m: &Model, skipped: &mut Vec<Skipped>) -> Vec<(usize, String)> {
+    let gateways = explain::ingress_gateway_list(m);
     let mut pairs: Vec<(usize, String)> = Vec::new();
     for (vi, vs) in m.virtual_services.iter().enumerate() {
         for h in &vs.spec.hosts {
-            let served_http = gateways.iter().any(|g| {
-                vs.binds(&g.meta)
-                    && g.spec.servers.iter().any(|s| {
-                        let port_ok = s.port.as_ref().is_some_and(|p| {
-                            p.number.as_ref().map(|n| n.value) == Some(HTTP_PORT)
-                                && is_plain_http(p.protocol.as_ref().map(|p| p.value.as_str()))
-                        });
-                        port_ok
-                            && s.hosts.iter().any(|sh| {
-                                let sh = ServerHost::parse(sh);
-                                sh.admits_namespace(vs.meta.namespace(), g.meta.namespace())
-                                    && (host_matches(&sh.host, h) || host_matches(h, &sh.host))
-                            })
-                    })
-            });
-            if !served_http {
+            if !gateways.iter().any(|g| serves_http(g, vs, h)) {
                 continue;
             }
             if h.contains('*') {
@@ -175,94 +177,106 @@ pub fn derive(
             }
         }
     }
+    pairs
+}
 
-    for (vi, host) in &pairs {
-        let vs = &m.virtual_services[*vi];
-        for (ri, rule) in vs.spec.http.iter().enumerate() {
-            let source = rule_source(vs, ri, rule);
-            let at = Some(format!("{}:{}", vs.meta.file, rule.pos));
-            let skip = |reason: String| Skipped {
-                source: format!("{source} host {host}"),
-                at: at.clone(),
-                reason,
-            };
-            if rule.delegate.is_some() {
-                skipped.push(skip(
-                    "delegating rules are probed through the delegate's own rules when it is bound; add a check for a path it serves".into(),
-                ));
-                continue;
-            }
-            let req = match request_for(host, rule) {
-                Ok(r) => r,
-                Err(why) => {
-                    skipped.push(skip(why));
-                    continue;
-                }
-            };
-            let ereq = req.to_explain(HTTP_PORT);
-            if let Some(earlier) = vs.spec.http[..ri]
-                .iter()
-                .position(|r| explain::rule_matches(r, &ereq, host, HTTP_PORT))
-            {
-                skipped.push(skip(format!(
-                    "the request {} is taken by the earlier rule http[{earlier}]",
-                    req.describe()
-                )));
-                continue;
-            }
-            let sim = explain::explain(m, &ereq);
-            let mut expect = Expectation {
-                routed: true,
-                ..Expectation::default()
-            };
-            match sim.outcome {
-                Outcome::Redirect { status, .. } | Outcome::DirectResponse { status } => {
-                    expect.routed = false;
-                    expect.status = Some(status);
-                }
-                _ => {}
-            }
-            let split = if rule.route.is_some() {
-                expected_shares(m, &sim.destinations)
-            } else {
-                Vec::new()
-            };
-            probes.push(Probe {
-                name: req.describe(),
-                source,
-                at,
-                request: req,
-                expect,
-                split,
+/// Whether gateway `g` takes the VirtualService `vs` for host `h` on its plain-HTTP port.
+fn serves_http(g: &Gateway, vs: &VirtualService, h: &Loc<String>) -> bool {
+    vs.binds(&g.meta)
+        && g.spec.servers.iter().any(|s| {
+            let port_ok = s.port.as_ref().is_some_and(|p| {
+                p.number.as_ref().map(|n| n.value) == Some(HTTP_PORT)
+                    && is_plain_http(p.protocol.as_ref().map(|p| p.value.as_str()))
             });
-        }
-    }
+            port_ok
+                && s.hosts.iter().any(|sh| {
+                    let sh = ServerHost::parse(sh);
+                    sh.admits_namespace(vs.meta.namespace(), g.meta.namespace())
+                        && (host_matches(&sh.host, h) || host_matches(h, &sh.host))
+                })
+        })
+}
 
-    for (i, c) in checks.iter().enumerate() {
-        let req = ProbeRequest {
-            method: c.method.to_ascii_uppercase(),
-            host: c.host.clone(),
-            path: c.path.clone(),
-            headers: lower_keys(&c.headers),
-            body: c.body.clone(),
-        };
-        let expect = Expectation {
-            status: c.expect.status,
-            routed: c.expect.status.is_none(),
-            body_contains: c.expect.body_contains.clone(),
-            body_regex: c.expect.body_regex.clone(),
-            headers: lower_keys(&c.expect.headers),
-        };
-        probes.push(Probe {
-            name: req.describe(),
-            source: format!("checks[{i}] in {}", config_file.unwrap_or("the config")),
-            at: None,
-            request: req,
-            expect,
-            split: Vec::new(),
-        });
+/// The probe of rule `ri` for `host`: a request it matches and what the gateway should do
+/// with it; skipped (with the reason) when no request reaches the rule.
+fn rule_probe(
+    m: &Model,
+    vs: &VirtualService,
+    ri: usize,
+    rule: &Loc<HttpRoute>,
+    host: &str,
+) -> Result<Probe, Skipped> {
+    let source = rule_source(vs, ri, rule);
+    let at = Some(format!("{}:{}", vs.meta.file, rule.pos));
+    let skip = |reason: String| Skipped {
+        source: format!("{source} host {host}"),
+        at: at.clone(),
+        reason,
+    };
+    if rule.delegate.is_some() {
+        return Err(skip(
+            "delegating rules are probed through the delegate's own rules when it is bound; add a check for a path it serves".into(),
+        ));
     }
-    (probes, skipped)
+    let req = request_for(host, rule).map_err(&skip)?;
+    let ereq = req.to_explain(HTTP_PORT);
+    if let Some(earlier) = vs.spec.http[..ri]
+        .iter()
+        .position(|r| explain::rule_matches(r, &ereq, host, HTTP_PORT))
+    {
+        return Err(skip(format!(
+            "the request {} is taken by the earlier rule http[{earlier}]",
+            req.describe()
+        )));
+    }
+    let sim = explain::explain(m, &ereq);
+    let mut expect = Expectation {
+        routed: true,
+        ..Expectation::default()
+    };
+    if let Outcome::Redirect { status, .. } | Outcome::DirectResponse { status } = sim.outcome {
+        expect.routed = false;
+        expect.status = Some(status);
+    }
+    let split = if rule.route.is_some() {
+        expected_shares(m, &sim.destinations)
+    } else {
+        Vec::new()
+    };
+    Ok(Probe {
+        name: req.describe(),
+        source,
+        at,
+        request: req,
+        expect,
+        split,
+    })
+}
+
+/// The probe of `checks[i]` of the config, as written.
+fn check_probe(i: usize, c: &Check, config_file: Option<&str>) -> Probe {
+    let req = ProbeRequest {
+        method: c.method.to_ascii_uppercase(),
+        host: c.host.clone(),
+        path: c.path.clone(),
+        headers: lower_keys(&c.headers),
+        body: c.body.clone(),
+    };
+    let expect = Expectation {
+        status: c.expect.status,
+        routed: c.expect.status.is_none(),
+        body_contains: c.expect.body_contains.clone(),
+        body_regex: c.expect.body_regex.clone(),
+        headers: lower_keys(&c.expect.headers),
+    };
+    Probe {
+        name: req.describe(),
+        source: format!("checks[{i}] in {}", config_file.unwrap_or("the config")),
+        at: None,
+        request: req,
+        expect,
+        split: Vec::new(),
+    }
 }
 
 /// Header names compare case-insensitively; probes keep them lower-case.
