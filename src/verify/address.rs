@@ -116,7 +116,8 @@ pub async fn ingress_service(
 }
 
 /// Resolves the ingress address from the ingress Service (read with [`ingress_service`]);
-/// `client` is `None` when no cluster is reachable.
+/// `client` is `None` when no cluster is reachable. In order: the load balancer's address,
+/// the NodePort on a node that accepts a connection, `ingress.address` of the config.
 pub async fn resolve(
     client: Option<&Client>,
     ing: &Ingress,
@@ -131,93 +132,15 @@ pub async fn resolve(
             .unwrap_or(Err(AddressError::Missing(svc_name)));
     };
     let Some(port) = http_port(svc, &ing.port) else {
-        if let Some(a) = from_config(ing, "") {
-            return a;
-        }
-        let ports = svc
-            .spec
-            .as_ref()
-            .and_then(|s| s.ports.as_ref())
-            .map(|ps| {
-                ps.iter()
-                    .map(|p| format!("{}={}", p.name.as_deref().unwrap_or("-"), p.port))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
-        return Err(AddressError::NoPort {
-            svc: svc_name,
-            port: ing.port.clone(),
-            ports,
-        });
+        return from_config(ing, "").unwrap_or_else(|| Err(no_port(svc, ing, svc_name)));
     };
-    let port_name = port.name.clone().unwrap_or_else(|| port.port.to_string());
-
-    // 1. The load balancer's address.
-    let lb = svc
-        .status
-        .as_ref()
-        .and_then(|s| s.load_balancer.as_ref())
-        .and_then(|lb| lb.ingress.as_ref())
-        .and_then(|i| i.first());
-    if let Some(lb) = lb {
-        let (host, what) = match (&lb.ip, &lb.hostname) {
-            (Some(ip), _) if !ip.is_empty() => (ip.clone(), "ip"),
-            (_, Some(h)) if !h.is_empty() => (h.clone(), "hostname"),
-            _ => (String::new(), ""),
-        };
-        if !host.is_empty() {
-            return Ok(Address {
-                host,
-                port: port.port as u16,
-                via: format!(
-                    "load balancer {what} of Service {svc_name}, port {port_name} ({})",
-                    port.port
-                ),
-            });
-        }
+    if let Some(a) = load_balancer(svc, port, &svc_name) {
+        return Ok(a);
     }
-
-    // 2. The NodePort on a node.
     if let Some(node_port) = port.node_port.filter(|p| *p > 0) {
-        let node_port = node_port as u16;
-        let mut candidates: Vec<(String, String)> = Vec::new();
-        let nodes: Api<Node> = Api::all(client.clone());
-        if let Ok(list) = nodes.list(&ListParams::default()).await {
-            for n in &list.items {
-                let name = n.metadata.name.clone().unwrap_or_default();
-                let addrs = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.addresses.as_ref())
-                    .cloned()
-                    .unwrap_or_default();
-                for kind in ["InternalIP", "ExternalIP"] {
-                    for a in addrs.iter().filter(|a| a.type_ == kind) {
-                        candidates.push((a.address.clone(), format!("node {name} {kind}")));
-                    }
-                }
-            }
-        }
-        for (host, what) in &candidates {
-            if connects(host, node_port).await {
-                return Ok(Address {
-                    host: host.clone(),
-                    port: node_port,
-                    via: format!("NodePort {node_port} of Service {svc_name} on {what}"),
-                });
-            }
-        }
-        if !candidates.iter().any(|(h, _)| h == "127.0.0.1")
-            && connects("127.0.0.1", node_port).await
-        {
-            return Ok(Address {
-                host: "127.0.0.1".into(),
-                port: node_port,
-                via: format!(
-                    "NodePort {node_port} of Service {svc_name} on 127.0.0.1 (a host port mapping such as kind's extraPortMappings)"
-                ),
-            });
+        let candidates = node_addresses(client).await;
+        if let Some(a) = node_port_address(&candidates, node_port as u16, &svc_name).await {
+            return Ok(a);
         }
         if let Some(a) = from_config(ing, "") {
             return a;
@@ -225,18 +148,107 @@ pub async fn resolve(
         if let Some((host, what)) = candidates.first() {
             return Ok(Address {
                 host: host.clone(),
-                port: node_port,
+                port: node_port as u16,
                 via: format!(
                     "NodePort {node_port} of Service {svc_name} on {what} (it did not accept a connection)"
                 ),
             });
         }
     }
+    from_config(ing, "").unwrap_or_else(|| Err(no_address(svc, svc_name)))
+}
 
-    // 3. The config.
-    if let Some(a) = from_config(ing, "") {
-        return a;
+/// The Service has no port named or numbered as the config's `ingress.port`.
+fn no_port(svc: &Service, ing: &Ingress, svc_name: String) -> AddressError {
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.as_ref())
+        .map(|ps| {
+            ps.iter()
+                .map(|p| format!("{}={}", p.name.as_deref().unwrap_or("-"), p.port))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    AddressError::NoPort {
+        svc: svc_name,
+        port: ing.port.clone(),
+        ports,
     }
+}
+
+/// The load balancer's IP or hostname, when the Service has one.
+fn load_balancer(svc: &Service, port: &ServicePort, svc_name: &str) -> Option<Address> {
+    let lb = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .and_then(|i| i.first())?;
+    let (host, what) = match (&lb.ip, &lb.hostname) {
+        (Some(ip), _) if !ip.is_empty() => (ip.clone(), "ip"),
+        (_, Some(h)) if !h.is_empty() => (h.clone(), "hostname"),
+        _ => return None,
+    };
+    let port_name = port.name.clone().unwrap_or_else(|| port.port.to_string());
+    Some(Address {
+        host,
+        port: port.port as u16,
+        via: format!(
+            "load balancer {what} of Service {svc_name}, port {port_name} ({})",
+            port.port
+        ),
+    })
+}
+
+/// Every node's InternalIP and ExternalIP, with a description of each.
+async fn node_addresses(client: &Client) -> Vec<(String, String)> {
+    let mut candidates = Vec::new();
+    let nodes: Api<Node> = Api::all(client.clone());
+    let Ok(list) = nodes.list(&ListParams::default()).await else {
+        return candidates;
+    };
+    for n in &list.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let addrs = n.status.as_ref().and_then(|s| s.addresses.as_ref());
+        for kind in ["InternalIP", "ExternalIP"] {
+            for a in addrs.into_iter().flatten().filter(|a| a.type_ == kind) {
+                candidates.push((a.address.clone(), format!("node {name} {kind}")));
+            }
+        }
+    }
+    candidates
+}
+
+/// The first node address that accepts a connection on the NodePort, else 127.0.0.1 when it
+/// does (a host port mapping such as kind's extraPortMappings).
+async fn node_port_address(
+    candidates: &[(String, String)],
+    node_port: u16,
+    svc_name: &str,
+) -> Option<Address> {
+    for (host, what) in candidates {
+        if connects(host, node_port).await {
+            return Some(Address {
+                host: host.clone(),
+                port: node_port,
+                via: format!("NodePort {node_port} of Service {svc_name} on {what}"),
+            });
+        }
+    }
+    let local_tried = candidates.iter().any(|(h, _)| h == "127.0.0.1");
+    (!local_tried && connects("127.0.0.1", node_port).await).then(|| Address {
+        host: "127.0.0.1".into(),
+        port: node_port,
+        via: format!(
+            "NodePort {node_port} of Service {svc_name} on 127.0.0.1 (a host port mapping such as kind's extraPortMappings)"
+        ),
+    })
+}
+
+/// Neither a load balancer nor a reachable node: why, by the Service's type.
+fn no_address(svc: &Service, svc_name: String) -> AddressError {
     let kind = svc
         .spec
         .as_ref()
@@ -249,7 +261,7 @@ pub async fn resolve(
             "it is of type {other}, which is not reachable from outside the cluster; make it a LoadBalancer or NodePort (dev/istio-values.yaml), or set ingress.address in meshloop.yaml"
         ),
     };
-    Err(AddressError::NoAddress { svc: svc_name, why })
+    AddressError::NoAddress { svc: svc_name, why }
 }
 
 async fn connects(host: &str, port: u16) -> bool {
