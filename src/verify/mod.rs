@@ -101,12 +101,10 @@ type Sent = Result<Answer, Failure>;
 /// Runs a verification.
 pub async fn run(input: Input<'_>) -> Report {
     let t0 = Instant::now();
-    let started_at = crate::telemetry::now_text();
-    let client = input.cluster.map(|c| &c.client);
     let mut report = Report {
         ok: false,
         trigger: input.trigger.to_string(),
-        started_at,
+        started_at: crate::telemetry::now_text(),
         duration_ms: 0.0,
         address: None,
         error: None,
@@ -116,35 +114,35 @@ pub async fn run(input: Input<'_>) -> Report {
         probes: Vec::new(),
         skipped: Vec::new(),
     };
-    // The ingress Service is read once: for the address and for the Pods it selects.
-    let resolved = async {
-        let svc = match client {
-            Some(c) => address::ingress_service(c, input.ingress).await?,
-            None => None,
-        };
-        let (addr, facts) = tokio::join!(
-            address::resolve(client, input.ingress, svc.as_ref()),
-            ingress_facts(input.cluster, svc.as_ref())
-        );
-        Ok::<_, address::AddressError>((addr?, facts))
+    match address_and_facts(&input).await {
+        Err(e) => report.error = Some(format!("no ingress address: {e}")),
+        Ok((addr, facts)) => probe_all(&input, &mut report, addr, facts.as_ref()).await,
     }
-    .await;
-    let (addr, ingress_facts) = match resolved {
-        Ok(a) => a,
-        Err(e) => {
-            report.error = Some(format!("no ingress address: {e}"));
-            report.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            return report;
-        }
+    report.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    report
+}
+
+/// The ingress address and the ingress facts; the ingress Service is read once, for both.
+async fn address_and_facts(
+    input: &Input<'_>,
+) -> Result<(Address, Option<Facts>), address::AddressError> {
+    let client = input.cluster.map(|c| &c.client);
+    let svc = match client {
+        Some(c) => address::ingress_service(c, input.ingress).await?,
+        None => None,
     };
+    let (addr, facts) = tokio::join!(
+        address::resolve(client, input.ingress, svc.as_ref()),
+        ingress_facts(input.cluster, svc.as_ref())
+    );
+    Ok((addr?, facts))
+}
+
+/// Derives the probes, sends them, judges each, and diagnoses those that failed.
+async fn probe_all(input: &Input<'_>, report: &mut Report, addr: Address, facts: Option<&Facts>) {
     // The probes come from the configuration as written, with the ingress Service and Pods
     // from the cluster so that only the Gateways the ingress runs are followed.
-    let mut model = Model::build(
-        input.objects,
-        input.others,
-        ingress_facts.as_ref(),
-        input.ingress,
-    );
+    let mut model = Model::build(input.objects, input.others, facts, input.ingress);
     model.live = false;
     let (probes, skipped) = probes::derive(&model, input.checks, input.config_file.as_deref());
     report.skipped = skipped;
@@ -154,18 +152,29 @@ pub async fn run(input: Input<'_>) -> Report {
         report.note = Some(
             "nothing to verify: no VirtualService is bound to a Gateway of the ingress on port 80, and meshloop.yaml has no checks".into(),
         );
-        report.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-        return report;
+        return;
     }
+    let by_probe = send_all(input.settings, &probes, &addr).await;
+    let mut results: Vec<ProbeResult> = probes
+        .iter()
+        .zip(by_probe)
+        .map(|(p, answers)| judge_probe(p, &answers, &input.settings.version_header))
+        .collect();
+    diagnose_failures(input, &addr, &probes, &mut results).await;
+    report.passed = results.iter().filter(|r| r.ok).count();
+    report.failed = results.len() - report.passed;
+    report.ok = report.failed == 0;
+    report.probes = results;
+}
 
-    let keep: Vec<String> = std::iter::once(input.settings.version_header.clone())
+/// Sends each probe's request (a split's as many times as the samples), a few at a time;
+/// the answers come back grouped by probe.
+async fn send_all(settings: &VerifySettings, probes: &[Probe], addr: &Address) -> Vec<Vec<Sent>> {
+    let keep: Vec<String> = std::iter::once(settings.version_header.clone())
         .chain(probes.iter().flat_map(|p| p.expect.headers.keys().cloned()))
         .collect();
-    let prober = Prober::new(
-        Duration::from_millis(input.settings.timeout_ms.max(1)),
-        keep,
-    );
-    let samples = input.settings.split_samples.max(1);
+    let prober = Prober::new(Duration::from_millis(settings.timeout_ms.max(1)), keep);
+    let samples = settings.split_samples.max(1);
     let jobs: Vec<(usize, ProbeRequest)> = probes
         .iter()
         .enumerate()
@@ -188,32 +197,29 @@ pub async fn run(input: Input<'_>) -> Report {
     for (i, s) in sent {
         by_probe[i].push(s);
     }
+    by_probe
+}
 
-    let mut results: Vec<ProbeResult> = probes
-        .iter()
-        .zip(by_probe)
-        .map(|(p, answers)| judge_probe(p, &answers, &input.settings.version_header))
-        .collect();
-
-    // Diagnosis needs the live facts; they are read once, only when something failed.
+/// Diagnosis needs the live facts; they are read once, only when something failed.
+async fn diagnose_failures(
+    input: &Input<'_>,
+    addr: &Address,
+    probes: &[Probe],
+    results: &mut [ProbeResult],
+) {
     let failing: Vec<usize> = (0..results.len()).filter(|&i| !results[i].ok).collect();
-    if !failing.is_empty() {
-        let facts = match input.cluster {
-            Some(c) => crate::analyze::live::fetch(c, &[]).await.ok(),
-            None => None,
-        };
-        let live = Model::build(input.objects, input.others, facts.as_ref(), input.ingress);
-        for i in failing {
-            let d = diagnose::diagnose(&live, input.cluster, &addr, &probes[i], &results[i]).await;
-            results[i].diagnosis = Some(d);
-        }
+    if failing.is_empty() {
+        return;
     }
-    report.passed = results.iter().filter(|r| r.ok).count();
-    report.failed = results.len() - report.passed;
-    report.ok = report.failed == 0;
-    report.probes = results;
-    report.duration_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    report
+    let facts = match input.cluster {
+        Some(c) => crate::analyze::live::fetch(c, &[]).await.ok(),
+        None => None,
+    };
+    let live = Model::build(input.objects, input.others, facts.as_ref(), input.ingress);
+    for i in failing {
+        let d = diagnose::diagnose(&live, input.cluster, addr, &probes[i], &results[i]).await;
+        results[i].diagnosis = Some(d);
+    }
 }
 
 /// The ingress Service and the Pods it selects, as facts, so the probes follow only the
