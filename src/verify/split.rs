@@ -58,23 +58,7 @@ pub struct SplitResult {
 /// Compares the version header values of the routed answers with the expected shares.
 pub fn judge(header: &str, expected: &[ExpectedShare], values: &[Option<String>]) -> SplitResult {
     let n = values.len() as u32;
-    let mut counts = vec![0u32; expected.len()];
-    let mut unidentified: BTreeMap<String, u32> = BTreeMap::new();
-    for v in values {
-        let hit = v.as_ref().and_then(|v| {
-            expected
-                .iter()
-                .position(|e| e.values.iter().any(|x| x.eq_ignore_ascii_case(v.trim())))
-        });
-        match hit {
-            Some(i) => counts[i] += 1,
-            None => {
-                *unidentified
-                    .entry(v.clone().unwrap_or_else(|| "(none)".into()))
-                    .or_default() += 1
-            }
-        }
-    }
+    let (counts, unidentified) = tally(expected, values);
     let pct = |c: u32| {
         if n == 0 {
             0.0
@@ -100,36 +84,7 @@ pub fn judge(header: &str, expected: &[ExpectedShare], values: &[Option<String>]
         })
         .collect();
     let identified: u32 = counts.iter().sum();
-    let (ok, note) = if n == 0 {
-        (false, Some("no answer reached a destination".to_string()))
-    } else if identified == 0 {
-        (
-            true,
-            Some(format!(
-                "the answers carry no {header} header that names a destination (expected one of: {}), so the split cannot be observed; set verify.version_header",
-                expected
-                    .iter()
-                    .flat_map(|e| e.values.iter().cloned())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        )
-    } else if !unidentified.is_empty() {
-        (
-            false,
-            Some(format!(
-                "{} answers came from no configured destination ({header}: {})",
-                n - identified,
-                unidentified
-                    .iter()
-                    .map(|(k, v)| format!("{k} ×{v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-        )
-    } else {
-        (shares.iter().all(|s| s.ok), None)
-    };
+    let (ok, note) = verdict(header, expected, &shares, &unidentified, n, identified);
     SplitResult {
         answers: n,
         header: header.to_string(),
@@ -138,6 +93,73 @@ pub fn judge(header: &str, expected: &[ExpectedShare], values: &[Option<String>]
         ok,
         note,
     }
+}
+
+/// How many answers each expected destination got, and the header values of the others.
+fn tally(
+    expected: &[ExpectedShare],
+    values: &[Option<String>],
+) -> (Vec<u32>, BTreeMap<String, u32>) {
+    let mut counts = vec![0u32; expected.len()];
+    let mut unidentified: BTreeMap<String, u32> = BTreeMap::new();
+    for v in values {
+        let hit = v.as_ref().and_then(|v| {
+            expected
+                .iter()
+                .position(|e| e.values.iter().any(|x| x.eq_ignore_ascii_case(v.trim())))
+        });
+        match hit {
+            Some(i) => counts[i] += 1,
+            None => {
+                *unidentified
+                    .entry(v.clone().unwrap_or_else(|| "(none)".into()))
+                    .or_default() += 1
+            }
+        }
+    }
+    (counts, unidentified)
+}
+
+/// Whether the split holds, and why not (or why it cannot be observed).
+fn verdict(
+    header: &str,
+    expected: &[ExpectedShare],
+    shares: &[ShareResult],
+    unidentified: &BTreeMap<String, u32>,
+    n: u32,
+    identified: u32,
+) -> (bool, Option<String>) {
+    if n == 0 {
+        return (false, Some("no answer reached a destination".to_string()));
+    }
+    if identified == 0 {
+        let names: Vec<String> = expected
+            .iter()
+            .flat_map(|e| e.values.iter().cloned())
+            .collect();
+        return (
+            true,
+            Some(format!(
+                "the answers carry no {header} header that names a destination (expected one of: {}), so the split cannot be observed; set verify.version_header",
+                names.join(", ")
+            )),
+        );
+    }
+    if !unidentified.is_empty() {
+        let seen: Vec<String> = unidentified
+            .iter()
+            .map(|(k, v)| format!("{k} ×{v}"))
+            .collect();
+        return (
+            false,
+            Some(format!(
+                "{} answers came from no configured destination ({header}: {})",
+                n - identified,
+                seen.join(", ")
+            )),
+        );
+    }
+    (shares.iter().all(|s| s.ok), None)
 }
 
 impl SplitResult {
