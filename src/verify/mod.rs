@@ -309,42 +309,64 @@ pub fn snippet(body: &str) -> String {
     }
 }
 
-fn judge_probe(p: &Probe, answers: &[Sent], version_header: &str) -> ProbeResult {
-    let mut results: BTreeMap<String, u32> = BTreeMap::new();
-    let mut problem: Option<String> = None;
-    let mut first: Option<&Answer> = None;
-    let mut first_bad: Option<&Answer> = None;
-    let mut slowest = Duration::ZERO;
-    let mut routed_versions: Vec<Option<String>> = Vec::new();
-    for s in answers {
-        match s {
-            Ok(a) => {
-                *results.entry(a.status.to_string()).or_default() += 1;
-                slowest = slowest.max(a.elapsed);
-                first.get_or_insert(a);
-                match problem_with(a, &p.expect) {
-                    Some(why) => {
-                        if problem.is_none() {
-                            problem = Some(why);
-                            first_bad = Some(a);
-                        }
-                    }
-                    None => routed_versions.push(a.headers.get(version_header).cloned()),
-                }
-            }
-            Err(f) => {
-                let key = match f {
-                    Failure::Refused(_) => "refused",
-                    Failure::Timeout(_) => "timeout",
-                    Failure::Other(_) => "error",
-                };
-                *results.entry(key.into()).or_default() += 1;
-                if problem.is_none() {
-                    problem = Some(f.to_string());
+/// What the answers of one probe came to, before the split is judged.
+#[derive(Default)]
+struct Tally<'a> {
+    results: BTreeMap<String, u32>,
+    problem: Option<String>,
+    first: Option<&'a Answer>,
+    first_bad: Option<&'a Answer>,
+    slowest: Duration,
+    routed_versions: Vec<Option<String>>,
+}
+
+impl<'a> Tally<'a> {
+    fn of(p: &Probe, answers: &'a [Sent], version_header: &str) -> Tally<'a> {
+        let mut t = Tally::default();
+        for s in answers {
+            match s {
+                Ok(a) => t.answer(a, p, version_header),
+                Err(f) => {
+                    let key = match f {
+                        Failure::Refused(_) => "refused",
+                        Failure::Timeout(_) => "timeout",
+                        Failure::Other(_) => "error",
+                    };
+                    *t.results.entry(key.into()).or_default() += 1;
+                    t.problem.get_or_insert_with(|| f.to_string());
                 }
             }
         }
+        t
     }
+
+    fn answer(&mut self, a: &'a Answer, p: &Probe, version_header: &str) {
+        *self.results.entry(a.status.to_string()).or_default() += 1;
+        self.slowest = self.slowest.max(a.elapsed);
+        self.first.get_or_insert(a);
+        match problem_with(a, &p.expect) {
+            Some(why) => {
+                if self.problem.is_none() {
+                    self.problem = Some(why);
+                    self.first_bad = Some(a);
+                }
+            }
+            None => self
+                .routed_versions
+                .push(a.headers.get(version_header).cloned()),
+        }
+    }
+}
+
+fn judge_probe(p: &Probe, answers: &[Sent], version_header: &str) -> ProbeResult {
+    let Tally {
+        results,
+        mut problem,
+        first,
+        first_bad,
+        slowest,
+        routed_versions,
+    } = Tally::of(p, answers, version_header);
     let split =
         (!p.split.is_empty()).then(|| split::judge(version_header, &p.split, &routed_versions));
     let bad_count = answers.len() - routed_versions.len();
