@@ -238,6 +238,12 @@ pub fn load_text(text: &str, file: &str, rendered: bool, opts: &LoadOptions) -> 
     out
 }
 
+/// Why an object of a document cannot be read: where, which object (when known), and what.
+type Unreadable = (Pos, Option<String>, String);
+
+/// Reads one object of a document into `out`: an owned kind into `objects` (refused, and held
+/// back, when it breaks the CRD's schema), another kind into `others` or counted as skipped,
+/// and what cannot be read as an object into `errors`.
 fn read_object(
     node: Node,
     file: &str,
@@ -247,47 +253,22 @@ fn read_object(
     out: &mut Loaded,
     skipped: &mut BTreeMap<GroupKind, Skipped>,
 ) {
-    let err = |pos: Pos, object: Option<String>, message: String| LoadError {
-        file: file.to_string(),
-        pos,
-        object,
-        message,
+    let fail = |out: &mut Loaded, (pos, object, message): Unreadable| {
+        out.errors.push(LoadError {
+            file: file.to_string(),
+            pos,
+            object,
+            message,
+        })
     };
-    if !matches!(node.value, Value::Map(_)) {
-        out.errors.push(err(
-            node.pos,
-            None,
-            format!(
-                "expected a Kubernetes object (a mapping), found {}",
-                node.kind_name()
-            ),
-        ));
-        return;
-    }
-    let kind = match field_str(&node, "kind") {
+    let (kind, api_version, label) = match kind_and_version(&node) {
         Ok(k) => k,
-        Err((pos, m)) => {
-            out.errors.push(err(pos, None, format!("kind: {m}")));
-            return;
-        }
+        Err(e) => return fail(out, e),
     };
-    let name = node.at("metadata.name").and_then(Node::as_str);
-    let label = format!("{kind} {}", name.unwrap_or("<unnamed>"));
-    let api_version = match field_str(&node, "apiVersion") {
-        Ok(a) => a,
-        Err((pos, m)) => {
-            out.errors.push(err(
-                pos,
-                Some(label),
-                format!("apiVersion: {m} such as networking.istio.io/v1"),
-            ));
-            return;
-        }
-    };
-    let group = match api_version.rsplit_once('/') {
-        Some((g, _)) => g.to_string(),
-        None => String::new(),
-    };
+    let group = api_version
+        .rsplit_once('/')
+        .map_or("", |(g, _)| g)
+        .to_string();
     let gk = GroupKind::new(&group, &kind);
     let owned = opts.owned.contains(&gk);
     if !owned && !opts.keep_others {
@@ -299,74 +280,109 @@ fn read_object(
         entry.count += 1;
         return;
     }
-    let metadata_pos = node.key_pos("metadata").unwrap_or(node.pos);
-    let name = match node.get("metadata") {
-        None => {
-            out.errors.push(err(
-                node.pos,
-                Some(label),
-                "metadata.name: missing; every object needs a name".into(),
-            ));
-            return;
+    let identity = name_of(&node, &label).and_then(|name| {
+        let namespace = namespace_of(&node, &label, &opts.default_namespace)?;
+        if owned {
+            istio::check_shape(&gk, &node)
+                .and_then(|()| gatewayapi::check_shape(&gk, &node))
+                .map_err(|e| (e.pos, Some(label.clone()), e.to_string()))?;
         }
-        Some(meta) if !matches!(meta.value, Value::Map(_)) => {
-            out.errors.push(err(
-                meta.pos,
-                Some(label),
-                format!("metadata: expected a mapping, found {}", meta.kind_name()),
-            ));
-            return;
-        }
-        Some(meta) => match meta.get("name") {
-            None => {
-                out.errors.push(err(
-                    metadata_pos,
-                    Some(label),
-                    "metadata.name: missing; every object needs a name".into(),
-                ));
-                return;
-            }
-            Some(n) => match n.as_str() {
-                Some(s) if !s.is_empty() => s.to_string(),
-                _ => {
-                    out.errors.push(err(
-                        n.pos,
-                        Some(label),
-                        format!(
-                            "metadata.name: expected a non-empty string, found {}",
-                            n.kind_name()
-                        ),
-                    ));
-                    return;
-                }
-            },
-        },
+        Ok((name, namespace))
+    });
+    let (name, namespace) = match identity {
+        Ok(i) => i,
+        Err(e) => return fail(out, e),
     };
-    let namespace = match node.at("metadata.namespace") {
-        None => opts.default_namespace.clone(),
-        Some(n) => match n.as_str() {
-            Some(s) if !s.is_empty() => s.to_string(),
-            _ => {
-                out.errors.push(err(
-                    n.pos,
-                    Some(label),
-                    format!(
-                        "metadata.namespace: expected a string, found {}",
-                        n.kind_name()
-                    ),
-                ));
-                return;
-            }
-        },
+    let key = ObjectKey {
+        group,
+        kind,
+        namespace,
+        name,
     };
-    if owned
-        && let Err(e) =
-            istio::check_shape(&gk, &node).and_then(|()| gatewayapi::check_shape(&gk, &node))
-    {
-        out.errors.push(err(e.pos, Some(label), e.to_string()));
-        return;
+    let origin = Origin {
+        file: file.to_string(),
+        doc,
+        pos: node.pos,
+        rendered,
+    };
+    push_object(out, node, key, api_version, origin, owned, &label);
+}
+
+/// The object's kind and apiVersion, and its label for messages (`VirtualService goapp`).
+fn kind_and_version(node: &Node) -> Result<(String, String, String), Unreadable> {
+    if !matches!(node.value, Value::Map(_)) {
+        let m = format!(
+            "expected a Kubernetes object (a mapping), found {}",
+            node.kind_name()
+        );
+        return Err((node.pos, None, m));
     }
+    let kind = field_str(node, "kind").map_err(|(pos, m)| (pos, None, format!("kind: {m}")))?;
+    let name = node.at("metadata.name").and_then(Node::as_str);
+    let label = format!("{kind} {}", name.unwrap_or("<unnamed>"));
+    let api_version = field_str(node, "apiVersion").map_err(|(pos, m)| {
+        let m = format!("apiVersion: {m} such as networking.istio.io/v1");
+        (pos, Some(label.clone()), m)
+    })?;
+    Ok((kind, api_version, label))
+}
+
+/// `metadata.name`: present, a non-empty string.
+fn name_of(node: &Node, label: &str) -> Result<String, Unreadable> {
+    let missing = "metadata.name: missing; every object needs a name";
+    let Some(meta) = node.get("metadata") else {
+        return Err((node.pos, Some(label.into()), missing.into()));
+    };
+    if !matches!(meta.value, Value::Map(_)) {
+        let m = format!("metadata: expected a mapping, found {}", meta.kind_name());
+        return Err((meta.pos, Some(label.into()), m));
+    }
+    let Some(n) = meta.get("name") else {
+        let metadata_pos = node.key_pos("metadata").unwrap_or(node.pos);
+        return Err((metadata_pos, Some(label.into()), missing.into()));
+    };
+    match n.as_str() {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => {
+            let m = format!(
+                "metadata.name: expected a non-empty string, found {}",
+                n.kind_name()
+            );
+            Err((n.pos, Some(label.into()), m))
+        }
+    }
+}
+
+/// `metadata.namespace`, or the default namespace when it is not written.
+fn namespace_of(node: &Node, label: &str, default: &str) -> Result<String, Unreadable> {
+    let Some(n) = node.at("metadata.namespace") else {
+        return Ok(default.to_string());
+    };
+    match n.as_str() {
+        Some(s) if !s.is_empty() => Ok(s.to_string()),
+        _ => {
+            let m = format!(
+                "metadata.namespace: expected a string, found {}",
+                n.kind_name()
+            );
+            Err((n.pos, Some(label.into()), m))
+        }
+    }
+}
+
+/// Adds a readable object: validated against its CRD's schema when owned (a violation is an
+/// error and holds the object back), with its namespace written into its body.
+fn push_object(
+    out: &mut Loaded,
+    node: Node,
+    key: ObjectKey,
+    api_version: String,
+    origin: Origin,
+    owned: bool,
+    label: &str,
+) {
     // The CRD's own schema, so what the API server would refuse is refused here, located.
+    let gk = GroupKind::new(&key.group, &key.kind);
     let version = api_version.rsplit_once('/').map_or("", |(_, v)| v);
     let violations = if owned {
         schema::validate(&gk, version, &node)
@@ -376,34 +392,27 @@ fn read_object(
     // A refused object is still read (analysis may say more about the same field), but the
     // caller holds it back: it is neither applied nor pruned.
     for v in &violations {
-        out.errors
-            .push(err(v.pos, Some(label.clone()), v.to_string()));
+        out.errors.push(LoadError {
+            file: origin.file.clone(),
+            pos: v.pos,
+            object: Some(label.to_string()),
+            message: v.to_string(),
+        });
     }
     let mut body = node.to_json();
     if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         meta.insert(
             "namespace".into(),
-            serde_json::Value::String(namespace.clone()),
+            serde_json::Value::String(key.namespace.clone()),
         );
     }
-    let key = ObjectKey {
-        group,
-        kind,
-        namespace,
-        name,
-    };
     if !violations.is_empty() {
         out.refused.push(key.clone());
     }
     let obj = SourceObject {
         key,
         api_version,
-        origin: Origin {
-            file: file.to_string(),
-            doc,
-            pos: node.pos,
-            rendered,
-        },
+        origin,
         node,
         body,
     };
