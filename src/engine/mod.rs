@@ -35,7 +35,7 @@ use crate::config::{Config, DriftPolicy, GroupKind};
 use crate::events::{self, Events};
 use crate::manifest::{LoadError, ObjectKey};
 use crate::sources::SourceSet;
-use crate::sync::{self, Drift, Outcome, SyncOptions, SyncReport};
+use crate::sync::{self, Desired, Drift, Outcome, SyncOptions, SyncReport};
 use crate::telemetry::{Metrics, OutcomeLabel, ResultLabel};
 mod verifier;
 use crate::watch::Batch;
@@ -487,14 +487,7 @@ impl Engine {
             for e in &load_errors {
                 warn!("{e}");
             }
-            let source_notes = self.sources.notes();
-            for n in source_notes
-                .iter()
-                .filter(|n| !self.notes_said.contains(*n))
-            {
-                info!("{n}");
-            }
-            self.notes_said = source_notes.iter().cloned().collect();
+            let source_notes = self.new_source_notes();
             let others = self.sources.others();
             let findings = crate::analyze::analyze_for_sync(
                 &desired.objects,
@@ -502,44 +495,13 @@ impl Engine {
                 None,
                 &self.config.ingress,
             );
-            let mut held_back = Vec::new();
-            for f in &findings {
-                let line = format!(
-                    "{}:{}:{}: {}[{}]: {}",
-                    f.file, f.line, f.col, f.severity, f.code, f.message
-                );
-                match f.severity {
-                    Severity::Error => warn!(code = f.code, "{line}"),
-                    Severity::Warning => warn!(code = f.code, "{line}"),
-                    Severity::Info => debug!(code = f.code, "{line}"),
-                }
-                // Error findings hold back the object they concern: it is neither applied nor
-                // pruned until the finding is fixed.
-                if f.severity == Severity::Error
-                    && self.config.block_on == crate::config::BlockOn::Error
-                    && let Some(k) = &f.key
-                    && desired.held.insert(k.clone())
-                {
-                    held_back.push(k.to_string());
-                }
-            }
-            let inputs = std::sync::Arc::new(ModelInputs {
+            let held_back = self.hold_back(&findings, &mut desired);
+            let inputs = Arc::new(ModelInputs {
                 objects: desired.objects.clone(),
                 others,
                 ingress: self.config.ingress.clone(),
             });
-            let mut opts = SyncOptions::new(&self.config.instance, self.config.owned_kinds.clone());
-            opts.prune = self.config.prune;
-            opts.force_conflicts = self.config.force_conflicts;
-            opts.previously_applied = self.applied.clone();
-            opts.restore_drift = self.config.drift == DriftPolicy::Restore;
-            opts.only_known_kinds =
-                matches!(trigger, Trigger::Files | Trigger::Drift) && self.full_sync_done;
-            opts.cached_list = opts.only_known_kinds;
-            let report = sync::sync(&self.cluster, &desired, &opts).await;
-            if !opts.only_known_kinds && !report.unreachable && report.errors.is_empty() {
-                self.full_sync_done = true;
-            }
+            let report = self.apply(trigger, &desired).await;
             let save_to_applied = first_event.map(|t| t.elapsed());
             self.record(&report, &desired);
             let ok = report.ok()
@@ -558,39 +520,97 @@ impl Engine {
             };
             self.log_summary(&summary);
             self.observe(&summary, save_to_applied);
-            let findings_changed = self
-                .status
-                .borrow()
-                .last_sync
-                .as_ref()
-                .is_none_or(|last| FindingsEvent::of(last) != FindingsEvent::of(&summary));
-            self.status.send_modify(|s| {
-                s.syncing = false;
-                s.syncs += 1;
-                s.cluster.reachable = Some(!summary.report.unreachable);
-                s.cluster.error = summary
-                    .report
-                    .unreachable
-                    .then(|| summary.report.errors.first().cloned().unwrap_or_default());
-                s.last_sync = Some(summary.clone());
-                s.inputs = inputs;
-            });
-            if findings_changed {
-                self.events
-                    .publish(events::Kind::Findings, &FindingsEvent::of(&summary));
-            }
-            self.events.publish(events::Kind::Sync, &summary);
-            if summary.ok && summary.report.counts.writes > 0 {
-                self.verified_once = true;
-                self.request_verification("routing changed");
-            } else if summary.ok && !self.verified_once {
-                self.verified_once = true;
-                self.request_verification("start");
-            }
+            self.publish(&summary, inputs);
             summary
         }
         .instrument(span)
         .await
+    }
+
+    /// The sources' notes (skipped files, symlink loops), each logged once while it lasts.
+    fn new_source_notes(&mut self) -> Vec<String> {
+        let notes = self.sources.notes();
+        for n in notes.iter().filter(|n| !self.notes_said.contains(*n)) {
+            info!("{n}");
+        }
+        self.notes_said = notes.iter().cloned().collect();
+        notes
+    }
+
+    /// Logs the findings; an error finding holds back the object it concerns (neither applied
+    /// nor pruned until it is fixed) when `block_on` says so. Returns the objects held back.
+    fn hold_back(&self, findings: &[Finding], desired: &mut Desired) -> Vec<String> {
+        let mut held_back = Vec::new();
+        for f in findings {
+            let line = format!(
+                "{}:{}:{}: {}[{}]: {}",
+                f.file, f.line, f.col, f.severity, f.code, f.message
+            );
+            match f.severity {
+                Severity::Error | Severity::Warning => warn!(code = f.code, "{line}"),
+                Severity::Info => debug!(code = f.code, "{line}"),
+            }
+            if f.severity == Severity::Error
+                && self.config.block_on == crate::config::BlockOn::Error
+                && let Some(k) = &f.key
+                && desired.held.insert(k.clone())
+            {
+                held_back.push(k.to_string());
+            }
+        }
+        held_back
+    }
+
+    /// Server-side applies what is desired; a save or a drift lists only the kinds known
+    /// once a full sync has succeeded.
+    async fn apply(&mut self, trigger: Trigger, desired: &Desired) -> SyncReport {
+        let mut opts = SyncOptions::new(&self.config.instance, self.config.owned_kinds.clone());
+        opts.prune = self.config.prune;
+        opts.force_conflicts = self.config.force_conflicts;
+        opts.previously_applied = self.applied.clone();
+        opts.restore_drift = self.config.drift == DriftPolicy::Restore;
+        opts.only_known_kinds =
+            matches!(trigger, Trigger::Files | Trigger::Drift) && self.full_sync_done;
+        opts.cached_list = opts.only_known_kinds;
+        let report = sync::sync(&self.cluster, desired, &opts).await;
+        if !opts.only_known_kinds && !report.unreachable && report.errors.is_empty() {
+            self.full_sync_done = true;
+        }
+        report
+    }
+
+    /// Puts the sync into the status, publishes it (and the findings when they changed) to
+    /// the page's clients, and asks for a verification when the routing changed.
+    fn publish(&mut self, summary: &SyncSummary, inputs: Arc<ModelInputs>) {
+        let findings_changed = self
+            .status
+            .borrow()
+            .last_sync
+            .as_ref()
+            .is_none_or(|last| FindingsEvent::of(last) != FindingsEvent::of(summary));
+        self.status.send_modify(|s| {
+            s.syncing = false;
+            s.syncs += 1;
+            s.cluster.reachable = Some(!summary.report.unreachable);
+            s.cluster.error = summary
+                .report
+                .unreachable
+                .then(|| summary.report.errors.first().cloned().unwrap_or_default());
+            s.last_sync = Some(summary.clone());
+            s.inputs = inputs;
+        });
+        if findings_changed {
+            self.events
+                .publish(events::Kind::Findings, &FindingsEvent::of(summary));
+        }
+        self.events.publish(events::Kind::Sync, summary);
+        if summary.ok && summary.report.counts.writes > 0 {
+            self.verified_once = true;
+            self.request_verification("routing changed");
+        } else if summary.ok && !self.verified_once {
+            self.verified_once = true;
+            self.request_verification("start");
+        }
     }
 
     /// Remembers what this sync left applied and which watch events it caused.
@@ -639,32 +659,7 @@ impl Engine {
     fn log_summary(&self, s: &SyncSummary) {
         let r = &s.report;
         let c = r.counts;
-        for o in &r.objects {
-            match (&o.outcome, o.drift) {
-                (Outcome::Failed { message }, _) => {
-                    warn!(kind = %o.key.kind, name = %o.key.name, "{} failed: {message}", o.key)
-                }
-                (Outcome::Conflicted { message }, _) => {
-                    warn!(kind = %o.key.kind, name = %o.key.name, "{} conflict: {message}", o.key)
-                }
-                (Outcome::Drifted, Some(d)) => {
-                    warn!(kind = %o.key.kind, name = %o.key.name, "drift: {} was {} by someone else (drift: report, left as is)", o.key, drift_word(d))
-                }
-                (_, Some(d)) => {
-                    warn!(kind = %o.key.kind, name = %o.key.name, "drift: {} was {} by someone else; restored", o.key, drift_word(d))
-                }
-                (Outcome::Pruned, _) => {
-                    info!(kind = %o.key.kind, name = %o.key.name, "pruned {}", o.key)
-                }
-                (Outcome::Created, _) => {
-                    info!(kind = %o.key.kind, name = %o.key.name, "created {}", o.key)
-                }
-                (Outcome::Changed { fields }, _) => {
-                    info!(kind = %o.key.kind, name = %o.key.name, "changed {}: {}", o.key, fields.join(", "))
-                }
-                _ => {}
-            }
-        }
+        r.objects.iter().for_each(log_object);
         for e in &r.errors {
             warn!("{e}");
         }
@@ -984,6 +979,31 @@ impl Engine {
         debug!(reason = why, "verification requested");
         self.status.send_modify(|s| s.verifications_requested += 1);
         self.verify.request(why, None);
+    }
+}
+
+/// One line per object that did something or failed, as the sync left it.
+fn log_object(o: &sync::ObjectResult) {
+    let (kind, name) = (&o.key.kind, &o.key.name);
+    match (&o.outcome, o.drift) {
+        (Outcome::Failed { message }, _) => {
+            warn!(%kind, %name, "{} failed: {message}", o.key)
+        }
+        (Outcome::Conflicted { message }, _) => {
+            warn!(%kind, %name, "{} conflict: {message}", o.key)
+        }
+        (Outcome::Drifted, Some(d)) => {
+            warn!(%kind, %name, "drift: {} was {} by someone else (drift: report, left as is)", o.key, drift_word(d))
+        }
+        (_, Some(d)) => {
+            warn!(%kind, %name, "drift: {} was {} by someone else; restored", o.key, drift_word(d))
+        }
+        (Outcome::Pruned, _) => info!(%kind, %name, "pruned {}", o.key),
+        (Outcome::Created, _) => info!(%kind, %name, "created {}", o.key),
+        (Outcome::Changed { fields }, _) => {
+            info!(%kind, %name, "changed {}: {}", o.key, fields.join(", "))
+        }
+        _ => {}
     }
 }
 
