@@ -371,7 +371,7 @@ impl Engine {
         let (events_tx, mut events) = mpsc::channel::<ClusterEvent>(CLUSTER_EVENT_QUEUE);
         let mut watches: JoinSet<()> = JoinSet::new();
         let mut watches_started = false;
-        let mut backoff = BACKOFF_START;
+        let mut retry = Backoff::default();
         let mut retry_at: Option<Instant> = None;
         let mut next: Option<(Trigger, Option<Instant>)> = Some((Trigger::Start, None));
         let mut replies: Vec<oneshot::Sender<SyncSummary>> = Vec::new();
@@ -383,20 +383,10 @@ impl Engine {
                     // Abandon an in-flight sync on shutdown: dropping it drops its requests.
                     _ = shutdown.cancelled() => break,
                 };
-                if summary.report.unreachable {
-                    retry_at = Some(Instant::now() + backoff);
-                    info!(
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "cluster unreachable; will retry"
-                    );
-                    backoff = (backoff * 2).min(BACKOFF_CAP);
-                } else {
-                    retry_at = None;
-                    backoff = BACKOFF_START;
-                    if !watches_started {
-                        self.start_watches(&mut watches, events_tx.clone()).await;
-                        watches_started = true;
-                    }
+                retry_at = retry.after(summary.report.unreachable);
+                if !summary.report.unreachable && !watches_started {
+                    self.start_watches(&mut watches, events_tx.clone()).await;
+                    watches_started = true;
                 }
                 for r in replies.drain(..) {
                     let _ = r.send(summary.clone());
@@ -408,14 +398,7 @@ impl Engine {
                 _ = shutdown.cancelled() => break,
                 batch = batches.recv() => match batch {
                     Some(b) => {
-                        let first = self.take_batch(b);
-                        // Anything else already waiting joins this sync.
-                        let mut first = first;
-                        while let Ok(more) = batches.try_recv() {
-                            let f = self.take_batch(more);
-                            first = match (first, f) { (Some(a), Some(b)) => Some(a.min(b)), (a, b) => a.or(b) };
-                        }
-                        if let Some(first) = first {
+                        if let Some(first) = self.take_batches(b, &mut batches) {
                             next = Some((Trigger::Files, Some(first)));
                         }
                     }
@@ -451,6 +434,19 @@ impl Engine {
         }
         watches.shutdown().await;
         debug!("engine stopped");
+    }
+
+    /// Takes a batch and every other batch already waiting: they join one sync. Returns the
+    /// earliest first event of those that may have changed the desired state.
+    fn take_batches(&mut self, b: Batch, batches: &mut mpsc::Receiver<Batch>) -> Option<Instant> {
+        let mut first = self.take_batch(b);
+        while let Ok(more) = batches.try_recv() {
+            first = match (first, self.take_batch(more)) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        first
     }
 
     /// Reloads what a batch touched. Returns the time of its first event when the desired
@@ -776,75 +772,11 @@ impl Engine {
             };
             let api: Api<DynamicObject> = Api::all_with(self.cluster.client.clone(), &ar);
             let cfg = watcher::Config::default().labels(&owned_selector(&self.config.instance));
-            let tx = tx.clone();
-            let gk: GroupKind = gk.clone();
             let span = info_span!("watch_owned", kind = %gk);
-            set.spawn(
-                async move {
-                    let mut stream = std::pin::pin!(watcher(api, cfg));
-                    let mut initialised = false;
-                    while let Some(ev) = stream.next().await {
-                        let (obj, deleted) = match ev {
-                            Ok(watcher::Event::InitDone) => {
-                                initialised = true;
-                                continue;
-                            }
-                            // The initial listing is the state the first sync already saw.
-                            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
-                            Ok(watcher::Event::Apply(o)) => (o, false),
-                            Ok(watcher::Event::Delete(o)) => (o, true),
-                            Err(e) => {
-                                debug!(error = %e, "watch interrupted; it resumes by itself");
-                                continue;
-                            }
-                        };
-                        if !initialised {
-                            continue;
-                        }
-                        let key = ObjectKey {
-                            group: gk.group.clone(),
-                            kind: gk.kind.clone(),
-                            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-                            name: obj.metadata.name.clone().unwrap_or_default(),
-                        };
-                        let ev = ClusterEvent::Owned {
-                            key,
-                            resource_version: obj.metadata.resource_version.clone(),
-                            uid: obj.metadata.uid.clone(),
-                            deleted,
-                        };
-                        if tx.send(ev).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                .instrument(span),
-            );
+            set.spawn(watch_owned(api, cfg, gk.clone(), tx.clone()).instrument(span));
         }
         let api: Api<Deployment> = Api::namespaced(self.cluster.client.clone(), &self.namespace);
-        set.spawn(
-            async move {
-                let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
-                while let Some(ev) = stream.next().await {
-                    let ev = match ev {
-                        Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => ClusterEvent::Deployment(deployment_state(&d)),
-                        Ok(watcher::Event::Delete(d)) => ClusterEvent::DeploymentGone {
-                            namespace: d.metadata.namespace.clone().unwrap_or_default(),
-                            name: d.metadata.name.clone().unwrap_or_default(),
-                        },
-                        Ok(_) => continue,
-                        Err(e) => {
-                            debug!(error = %e, "deployment watch interrupted; it resumes by itself");
-                            continue;
-                        }
-                    };
-                    if tx.send(ev).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            .instrument(info_span!("watch_deployments")),
-        );
+        set.spawn(watch_deployments(api, tx).instrument(info_span!("watch_deployments")));
     }
 
     /// Handles one cluster event; true when a sync is due (drift).
@@ -979,6 +911,102 @@ impl Engine {
         debug!(reason = why, "verification requested");
         self.status.send_modify(|s| s.verifications_requested += 1);
         self.verify.request(why, None);
+    }
+}
+
+/// The retry delay while the cluster is unreachable: doubling from [`BACKOFF_START`] up to
+/// [`BACKOFF_CAP`], back to the start once a sync reaches it.
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff(BACKOFF_START)
+    }
+}
+
+impl Backoff {
+    /// When to retry after a sync: `None` when it reached the cluster.
+    fn after(&mut self, unreachable: bool) -> Option<Instant> {
+        if !unreachable {
+            self.0 = BACKOFF_START;
+            return None;
+        }
+        let at = Instant::now() + self.0;
+        info!(
+            retry_in_ms = self.0.as_millis() as u64,
+            "cluster unreachable; will retry"
+        );
+        self.0 = (self.0 * 2).min(BACKOFF_CAP);
+        Some(at)
+    }
+}
+
+/// Sends a [`ClusterEvent::Owned`] for each change to an owned object of kind `gk` after the
+/// initial listing (which is the state the first sync already saw).
+async fn watch_owned(
+    api: Api<DynamicObject>,
+    cfg: watcher::Config,
+    gk: GroupKind,
+    tx: mpsc::Sender<ClusterEvent>,
+) {
+    let mut stream = std::pin::pin!(watcher(api, cfg));
+    let mut initialised = false;
+    while let Some(ev) = stream.next().await {
+        let (obj, deleted) = match ev {
+            Ok(watcher::Event::InitDone) => {
+                initialised = true;
+                continue;
+            }
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+            Ok(watcher::Event::Apply(o)) => (o, false),
+            Ok(watcher::Event::Delete(o)) => (o, true),
+            Err(e) => {
+                debug!(error = %e, "watch interrupted; it resumes by itself");
+                continue;
+            }
+        };
+        if !initialised {
+            continue;
+        }
+        let key = ObjectKey {
+            group: gk.group.clone(),
+            kind: gk.kind.clone(),
+            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+            name: obj.metadata.name.clone().unwrap_or_default(),
+        };
+        let ev = ClusterEvent::Owned {
+            key,
+            resource_version: obj.metadata.resource_version.clone(),
+            uid: obj.metadata.uid.clone(),
+            deleted,
+        };
+        if tx.send(ev).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Sends the state of each Deployment of the namespace as it changes, for the rollouts.
+async fn watch_deployments(api: Api<Deployment>, tx: mpsc::Sender<ClusterEvent>) {
+    let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()));
+    while let Some(ev) = stream.next().await {
+        let ev = match ev {
+            Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) => {
+                ClusterEvent::Deployment(deployment_state(&d))
+            }
+            Ok(watcher::Event::Delete(d)) => ClusterEvent::DeploymentGone {
+                namespace: d.metadata.namespace.clone().unwrap_or_default(),
+                name: d.metadata.name.clone().unwrap_or_default(),
+            },
+            Ok(_) => continue,
+            Err(e) => {
+                debug!(error = %e, "deployment watch interrupted; it resumes by itself");
+                continue;
+            }
+        };
+        if tx.send(ev).await.is_err() {
+            break;
+        }
     }
 }
 
