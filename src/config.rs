@@ -331,7 +331,7 @@ impl Config {
     fn from_raw(raw: RawConfig, base: &Path, file: Option<PathBuf>) -> Result<Config, ConfigError> {
         let base = absolute(base);
         let cfg_file = file.clone().unwrap_or_else(|| base.join(FILE_NAME));
-        let invalid = |pos: Pos, message: String| ConfigError::Invalid {
+        let invalid = |(pos, message): (Pos, String)| ConfigError::Invalid {
             file: cfg_file.clone(),
             pos,
             message,
@@ -339,7 +339,7 @@ impl Config {
         let instance = match raw.instance {
             Some(i) => {
                 check_label_value(&i.value)
-                    .map_err(|m| invalid(i.pos, format!("instance: {m}")))?;
+                    .map_err(|m| invalid((i.pos, format!("instance: {m}"))))?;
                 i.value
             }
             None => default_instance(&base),
@@ -347,87 +347,24 @@ impl Config {
         let namespace = match raw.namespace {
             Some(ns) => {
                 check_dns_label(&ns.value)
-                    .map_err(|m| invalid(ns.pos, format!("namespace: {m}")))?;
+                    .map_err(|m| invalid((ns.pos, format!("namespace: {m}"))))?;
                 Some(ns.value)
             }
             None => None,
         };
-        let mut sources = Vec::new();
-        for src in raw.sources {
-            let pos = src.pos;
-            let s = src.value;
-            let source = match (s.dir, s.chart) {
-                (Some(dir), None) => {
-                    if s.release.is_some() || !s.values.is_empty() || !s.set.is_empty() {
-                        return Err(invalid(
-                            pos,
-                            "a dir source takes no release, values or set (those are for chart)"
-                                .into(),
-                        ));
-                    }
-                    Source::Dir {
-                        path: base.join(dir),
-                    }
-                }
-                (None, Some(chart)) => {
-                    let path = base.join(&chart);
-                    let release = s.release.unwrap_or_else(|| {
-                        path.file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| instance.clone())
-                    });
-                    Source::Chart {
-                        path,
-                        release,
-                        namespace: s.namespace,
-                        values: s.values.iter().map(|v| base.join(v)).collect(),
-                        set: s.set,
-                    }
-                }
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        pos,
-                        "a source is either dir or chart, not both".into(),
-                    ));
-                }
-                (None, None) => {
-                    return Err(invalid(pos, "a source needs dir: or chart:".into()));
-                }
-            };
-            sources.push(source);
-        }
+        let mut sources = raw
+            .sources
+            .into_iter()
+            .map(|s| source_of(s, &base, &instance))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
         if sources.is_empty() && base.join("routing").is_dir() {
             sources.push(Source::Dir {
                 path: base.join("routing"),
             });
         }
-        let mut owned_kinds = default_owned_kinds();
-        for k in raw.owned_kinds {
-            let gk = parse_group_kind(&k.value).ok_or_else(|| {
-                invalid(
-                    k.pos,
-                    format!("owned_kinds: expected Kind.group (e.g. Telemetry.telemetry.istio.io), found {:?}", k.value),
-                )
-            })?;
-            if !owned_kinds.contains(&gk) {
-                owned_kinds.push(gk);
-            }
-        }
-        let listen = match raw.listen {
-            Some(l) => {
-                l.value.parse::<std::net::SocketAddr>().map_err(|_| {
-                    invalid(
-                        l.pos,
-                        format!(
-                            "listen: expected host:port such as {DEFAULT_LISTEN}, found {:?}",
-                            l.value
-                        ),
-                    )
-                })?;
-                l.value
-            }
-            None => DEFAULT_LISTEN.into(),
-        };
+        let owned_kinds = owned_kinds_of(&raw.owned_kinds).map_err(invalid)?;
+        let listen = listen_of(raw.listen).map_err(invalid)?;
         Ok(Config {
             file,
             instance,
@@ -468,6 +405,75 @@ impl Config {
             Ok(rel) => rel.to_string_lossy(),
             Err(_) => path.to_string_lossy(),
         }
+    }
+}
+
+/// One entry of `sources:`: a directory, or a chart with its release, values and sets.
+fn source_of(src: Loc<RawSource>, base: &Path, instance: &str) -> Result<Source, (Pos, String)> {
+    let pos = src.pos;
+    let s = src.value;
+    match (s.dir, s.chart) {
+        (Some(dir), None) => {
+            if s.release.is_some() || !s.values.is_empty() || !s.set.is_empty() {
+                let m = "a dir source takes no release, values or set (those are for chart)";
+                return Err((pos, m.into()));
+            }
+            Ok(Source::Dir {
+                path: base.join(dir),
+            })
+        }
+        (None, Some(chart)) => {
+            let path = base.join(&chart);
+            let release = s.release.unwrap_or_else(|| {
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| instance.to_string())
+            });
+            Ok(Source::Chart {
+                path,
+                release,
+                namespace: s.namespace,
+                values: s.values.iter().map(|v| base.join(v)).collect(),
+                set: s.set,
+            })
+        }
+        (Some(_), Some(_)) => Err((pos, "a source is either dir or chart, not both".into())),
+        (None, None) => Err((pos, "a source needs dir: or chart:".into())),
+    }
+}
+
+/// The default owned kinds plus those of `owned_kinds:`.
+fn owned_kinds_of(extra: &[Loc<String>]) -> Result<Vec<GroupKind>, (Pos, String)> {
+    let mut owned_kinds = default_owned_kinds();
+    for k in extra {
+        let gk = parse_group_kind(&k.value).ok_or_else(|| {
+            let m = format!(
+                "owned_kinds: expected Kind.group (e.g. Telemetry.telemetry.istio.io), found {:?}",
+                k.value
+            );
+            (k.pos, m)
+        })?;
+        if !owned_kinds.contains(&gk) {
+            owned_kinds.push(gk);
+        }
+    }
+    Ok(owned_kinds)
+}
+
+/// `listen:`, a socket address, or the default.
+fn listen_of(listen: Option<Loc<String>>) -> Result<String, (Pos, String)> {
+    let Some(l) = listen else {
+        return Ok(DEFAULT_LISTEN.into());
+    };
+    match l.value.parse::<std::net::SocketAddr>() {
+        Ok(_) => Ok(l.value),
+        Err(_) => Err((
+            l.pos,
+            format!(
+                "listen: expected host:port such as {DEFAULT_LISTEN}, found {:?}",
+                l.value
+            ),
+        )),
     }
 }
 
