@@ -5,19 +5,23 @@
 //! joined before it returns; an in-flight sync is abandoned (its requests dropped), and the
 //! HTTP server finishes the requests it is serving.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, Span, info, info_span};
 
 use crate::cluster::Cluster;
 use crate::config::{Config, Source};
-use crate::engine::{Engine, Handles};
+use crate::engine::{Engine, Handles, Verifier};
 use crate::telemetry::Metrics;
-use crate::watch::{FileWatcher, Timing, WatchError, WatchSet};
+use crate::watch::{Batch, FileWatcher, Timing, WatchError, WatchSet};
 
 /// Batches waiting for the engine while it syncs. The batcher waits when it is full; raw
 /// events then queue in the watcher, which coarsens to a rescan past its own bound.
@@ -77,7 +81,7 @@ pub async fn run(
     let metrics = Metrics::new();
     let debounce = Duration::from_millis(config.debounce_ms);
     let watched = watch_set(&config);
-    let mut watcher = FileWatcher::start(&watched, Timing::new(debounce))?;
+    let watcher = FileWatcher::start(&watched, Timing::new(debounce))?;
     let (engine, handles, verifier) = Engine::new(config, cluster, namespace, metrics);
     engine.set_watching(true);
     info!(
@@ -89,97 +93,113 @@ pub async fn run(
     );
 
     let token = CancellationToken::new();
-    let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
-    let batcher = {
-        let token = token.clone();
-        tokio::spawn(
-            async move {
-                loop {
-                    let batch = tokio::select! {
-                        b = watcher.next_batch() => b,
-                        _ = token.cancelled() => return,
-                    };
-                    let Some(batch) = batch else { return };
-                    tracing::debug!(
-                        paths = batch.paths.len(),
-                        rescan = batch.rescan,
-                        "file batch"
-                    );
-                    if batch_tx.send(batch).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            .instrument(info_span!("watcher")),
-        )
-    };
-    let mut engine_task = tokio::spawn(
-        engine
-            .run(batch_rx, token.clone())
-            .instrument(info_span!("engine")),
-    );
-    let mut verifier_task = tokio::spawn(
-        verifier
-            .run(token.clone())
-            .instrument(info_span!("verifier")),
-    );
-    let server_token = token.clone();
-    let mut server_task = tokio::spawn(
-        crate::server::serve(listener, handles.clone(), async move {
-            server_token.cancelled().await
-        })
-        .instrument(info_span!("http")),
-    );
+    let (mut tasks, names) = start_tasks(watcher, engine, verifier, listener, &handles, &token);
     if let Some(r) = ready {
         let _ = r.send(Daemon {
             handles: handles.clone(),
             addr,
         });
     }
-
-    let mut batcher = batcher;
-    let mut engine_done = false;
-    let mut server_done = false;
-    let mut batcher_done = false;
-    let mut verifier_done = false;
     let result = tokio::select! {
         _ = shutdown => Ok(()),
-        _ = &mut engine_task => {
-            engine_done = true;
-            Err(DaemonError::TaskEnded("engine"))
-        }
-        r = &mut server_task => {
-            server_done = true;
-            Err(match r {
-                Ok(Err(e)) => DaemonError::Server(e),
-                _ => DaemonError::TaskEnded("http server"),
-            })
-        }
-        _ = &mut batcher => {
-            batcher_done = true;
-            Err(DaemonError::TaskEnded("file watcher"))
-        }
-        _ = &mut verifier_task => {
-            verifier_done = true;
-            Err(DaemonError::TaskEnded("verifier"))
-        }
+        Some(ended) = tasks.join_next_with_id() => Err(match ended {
+            Ok((_, e)) => e,
+            Err(e) => DaemonError::TaskEnded(names.get(&e.id()).copied().unwrap_or("a")),
+        }),
     };
     token.cancel();
     // Join everything; each task returns promptly once the token is cancelled.
-    if !engine_done {
-        let _ = engine_task.await;
-    }
-    if !server_done {
-        let _ = server_task.await;
-    }
-    if !batcher_done {
-        let _ = batcher.await;
-    }
-    if !verifier_done {
-        let _ = verifier_task.await;
-    }
+    while tasks.join_next().await.is_some() {}
     info!("meshloop stopped");
     result
+}
+
+/// The daemon's tasks, each ending with the error that its ending is should it end before
+/// the daemon is shut down, and their names by task id.
+fn start_tasks(
+    watcher: FileWatcher,
+    engine: Engine,
+    verifier: Verifier,
+    listener: TcpListener,
+    handles: &Handles,
+    token: &CancellationToken,
+) -> (
+    JoinSet<DaemonError>,
+    BTreeMap<tokio::task::Id, &'static str>,
+) {
+    let (batch_tx, batch_rx) = mpsc::channel(BATCH_QUEUE);
+    let mut tasks: JoinSet<DaemonError> = JoinSet::new();
+    let mut names = BTreeMap::new();
+    let mut spawn = |name: &'static str, span: Span, task: BoxFuture<'static, DaemonError>| {
+        names.insert(tasks.spawn(task.instrument(span)).id(), name);
+    };
+    spawn(
+        "file watcher",
+        info_span!("watcher"),
+        batches(watcher, batch_tx, token.clone()).boxed(),
+    );
+    let t = token.clone();
+    spawn(
+        "engine",
+        info_span!("engine"),
+        async move {
+            engine.run(batch_rx, t).await;
+            DaemonError::TaskEnded("engine")
+        }
+        .boxed(),
+    );
+    let t = token.clone();
+    spawn(
+        "verifier",
+        info_span!("verifier"),
+        async move {
+            verifier.run(t).await;
+            DaemonError::TaskEnded("verifier")
+        }
+        .boxed(),
+    );
+    let t = token.clone();
+    let server = crate::server::serve(
+        listener,
+        handles.clone(),
+        async move { t.cancelled().await },
+    );
+    spawn(
+        "http server",
+        info_span!("http"),
+        async move {
+            match server.await {
+                Err(e) => DaemonError::Server(e),
+                Ok(()) => DaemonError::TaskEnded("http server"),
+            }
+        }
+        .boxed(),
+    );
+    (tasks, names)
+}
+
+/// Hands the watcher's batches to the engine until the watcher or the engine stops.
+async fn batches(
+    mut watcher: FileWatcher,
+    batch_tx: mpsc::Sender<Batch>,
+    token: CancellationToken,
+) -> DaemonError {
+    loop {
+        let batch = tokio::select! {
+            b = watcher.next_batch() => b,
+            _ = token.cancelled() => None,
+        };
+        let Some(batch) = batch else { break };
+        tracing::debug!(
+            paths = batch.paths.len(),
+            rescan = batch.rescan,
+            "file batch"
+        );
+        if batch_tx.send(batch).await.is_err() {
+            break;
+        }
+    }
+    DaemonError::TaskEnded("file watcher")
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
