@@ -567,6 +567,43 @@ fn print_report(report: &SyncReport, diff: bool) {
     for e in &report.errors {
         eprintln!("{} {e}", paint("error:", RED));
     }
+    let mut out = std::io::stdout().lock();
+    print_objects(&mut out, report, diff);
+    if let Some(b) = report.prune_blocked.first() {
+        eprintln!("{} prune skipped: {b}", paint("warning:", YELLOW));
+    }
+    let c = report.counts;
+    let verb = if diff {
+        "diff of"
+    } else if report.dry_run {
+        "dry run of"
+    } else {
+        "synced"
+    };
+    let also = |n: usize, what: &str| {
+        if n > 0 {
+            format!(", {n} {what}")
+        } else {
+            String::new()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{verb} {} objects: {} created, {} changed, {} unchanged, {} pruned{}{} ({} ms)",
+        report.objects.len(),
+        c.created,
+        c.changed,
+        c.unchanged,
+        c.pruned,
+        also(c.failed, "failed"),
+        also(c.conflicted, "conflicted"),
+        report.duration.as_millis()
+    );
+}
+
+/// One aligned, coloured line per object (what happened, kind, namespace/name, source), with
+/// the changed fields under it in a diff and the message under a failure.
+fn print_objects(out: &mut impl Write, report: &SyncReport, diff: bool) {
     let rows: Vec<[String; 4]> = report
         .objects
         .iter()
@@ -587,7 +624,6 @@ fn print_report(report: &SyncReport, diff: bool) {
         .collect();
     let width = |i: usize| rows.iter().map(|r| r[i].len()).max().unwrap_or(0);
     let (w0, w1, w2) = (width(0), width(1), width(2));
-    let mut out = std::io::stdout().lock();
     for (row, obj) in rows.iter().zip(&report.objects) {
         let colour = match obj.outcome {
             Outcome::Created => GREEN,
@@ -597,15 +633,12 @@ fn print_report(report: &SyncReport, diff: bool) {
             Outcome::Unchanged => DIM,
         };
         let first = format!("{:<w0$}", row[0]);
+        let (kind, name, source) = (&row[1], &row[2], &row[3]);
         let _ = writeln!(
             out,
-            "{}  {:<w1$}  {:<w2$}  {}",
-            paint(&first, colour),
-            row[1],
-            row[2],
-            row[3]
-        )
-        .map(|_| ());
+            "{}  {kind:<w1$}  {name:<w2$}  {source}",
+            paint(&first, colour)
+        );
         match &obj.outcome {
             Outcome::Changed { fields } if diff => {
                 for f in fields {
@@ -618,45 +651,6 @@ fn print_report(report: &SyncReport, diff: bool) {
             _ => {}
         }
     }
-    if !report.prune_blocked.is_empty() {
-        eprintln!(
-            "{} prune skipped: {}",
-            paint("warning:", YELLOW),
-            report
-                .prune_blocked
-                .first()
-                .map(String::as_str)
-                .unwrap_or_default()
-        );
-    }
-    let c = report.counts;
-    let verb = if diff {
-        "diff of"
-    } else if report.dry_run {
-        "dry run of"
-    } else {
-        "synced"
-    };
-    let _ = writeln!(
-        out,
-        "{verb} {} objects: {} created, {} changed, {} unchanged, {} pruned{}{} ({} ms)",
-        report.objects.len(),
-        c.created,
-        c.changed,
-        c.unchanged,
-        c.pruned,
-        if c.failed > 0 {
-            format!(", {} failed", c.failed)
-        } else {
-            String::new()
-        },
-        if c.conflicted > 0 {
-            format!(", {} conflicted", c.conflicted)
-        } else {
-            String::new()
-        },
-        report.duration.as_millis()
-    );
 }
 
 /// One line per deleted object, then a summary; failures on stderr.
