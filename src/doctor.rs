@@ -285,43 +285,32 @@ async fn injection(c: &Cluster, namespace: &str) -> Check {
     }
 }
 
-/// The gateway Pods are those of the ingress Service's selector (or, without a Service, every
-/// Pod in the ingress namespace); each Gateway of the sources must select at least one.
-async fn selectors(c: &Cluster, ing: &Ingress, gateways: &[SourceObject]) -> Check {
-    const NAME: &str = "gateway selectors match gateway Pods";
+/// The Pods the ingress Service selects (all of its namespace's when it selects none).
+async fn ingress_pods(c: &Cluster, ing: &Ingress) -> Result<Vec<Pod>, String> {
     let svc_api: Api<Service> = Api::namespaced(c.client.clone(), &ing.namespace);
     let selector: Option<BTreeMap<String, String>> =
         match timed(svc_api.get_opt(&ing.service)).await {
             Ok(Ok(s)) => s.and_then(|s| s.spec).and_then(|s| s.selector),
-            Ok(Err(e)) => return Check::fail(NAME, e.to_string(), unreachable_fix()),
-            Err(e) => return Check::fail(NAME, e.to_string(), unreachable_fix()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
         };
     let mut lp = ListParams::default();
     if let Some(sel) = &selector {
-        lp = lp.labels(
-            &sel.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let sel: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lp = lp.labels(&sel.join(","));
     }
-    let pods = match timed(Api::<Pod>::namespaced(c.client.clone(), &ing.namespace).list(&lp)).await
-    {
-        Ok(Ok(l)) => l.items,
-        Ok(Err(e)) => return Check::fail(NAME, e.to_string(), unreachable_fix()),
-        Err(e) => return Check::fail(NAME, e.to_string(), unreachable_fix()),
-    };
-    if pods.is_empty() {
-        return Check::fail(
-            NAME,
-            format!("no gateway Pods in namespace {}", ing.namespace),
-            "install the gateway chart as release istio-ingress: dev/up.sh",
-        );
+    match timed(Api::<Pod>::namespaced(c.client.clone(), &ing.namespace).list(&lp)).await {
+        Ok(Ok(l)) => Ok(l.items),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
     }
-    let pod_labels: Vec<BTreeMap<String, String>> = pods
-        .iter()
-        .map(|p| p.metadata.labels.clone().unwrap_or_default())
-        .collect();
+}
+
+/// How many Istio Gateways select one of the Pods, and a line for each that selects none.
+fn selecting(
+    gateways: &[SourceObject],
+    pod_labels: &[BTreeMap<String, String>],
+) -> (usize, Vec<String>) {
     let mut bad = Vec::new();
     let mut good = 0;
     for g in gateways
@@ -349,6 +338,29 @@ async fn selectors(c: &Cluster, ing: &Ingress, gateways: &[SourceObject]) -> Che
             ));
         }
     }
+    (good, bad)
+}
+
+/// The gateway Pods are those of the ingress Service's selector (or, without a Service, every
+/// Pod in the ingress namespace); each Gateway of the sources must select at least one.
+async fn selectors(c: &Cluster, ing: &Ingress, gateways: &[SourceObject]) -> Check {
+    const NAME: &str = "gateway selectors match gateway Pods";
+    let pods = match ingress_pods(c, ing).await {
+        Ok(p) => p,
+        Err(e) => return Check::fail(NAME, e, unreachable_fix()),
+    };
+    if pods.is_empty() {
+        return Check::fail(
+            NAME,
+            format!("no gateway Pods in namespace {}", ing.namespace),
+            "install the gateway chart as release istio-ingress: dev/up.sh",
+        );
+    }
+    let pod_labels: Vec<BTreeMap<String, String>> = pods
+        .iter()
+        .map(|p| p.metadata.labels.clone().unwrap_or_default())
+        .collect();
+    let (good, bad) = selecting(gateways, &pod_labels);
     if bad.is_empty() {
         return Check::pass(
             NAME,
