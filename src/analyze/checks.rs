@@ -66,6 +66,7 @@ pub fn analyze(model: &Model) -> Vec<Finding> {
     out
 }
 
+/// The checks of one VirtualService as written: its hosts, its gateways, its rules.
 fn virtual_service(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
     let meta = &vs.meta;
     if vs.spec.hosts.is_empty() {
@@ -78,51 +79,81 @@ fn virtual_service(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             "add `hosts:` with the names this VirtualService serves (e.g. the Gateway's host)",
         ));
     }
-    // Istio's validation rejects two hosts of one VirtualService that overlap (the same
-    // name, or a wildcard covering the other), compared as written.
     for (i, (h, fq)) in vs.spec.hosts.iter().zip(&vs.hosts).enumerate() {
-        if let Some(earlier) = vs.spec.hosts[..i]
-            .iter()
-            .find(|e| hosts_intersect(&e.value, &h.value))
-        {
-            let what = if earlier.value == h.value {
-                format!("host {:?} is listed twice", h.value)
-            } else {
-                format!("hosts {:?} and {:?} overlap", earlier.value, h.value)
-            };
-            out.push(Finding::new(
-                "ML0106",
-                Severity::Error,
-                meta,
-                h.pos,
-                format!("{what}: Istio rejects the VirtualService on apply"),
-                "keep one of them (a wildcard already covers the names it matches)",
-            ));
-        }
-        if h.value == "*" && vs.binds_mesh() {
-            out.push(Finding::new(
-                "ML0105",
-                Severity::Error,
-                meta,
-                h.pos,
-                "host \"*\" is not allowed on a VirtualService bound to the mesh",
-                "name the hosts, or bind the VirtualService to a Gateway with `gateways:`",
-            ));
-        }
-        // A host some Gateway serves is an external name, not a misspelt Service.
-        let served = m.gateways.iter().any(|g| {
-            g.spec.servers.iter().any(|s| {
-                s.hosts
-                    .iter()
-                    .any(|sh| hosts_intersect(&ServerHost::parse(sh).host, fq))
-            })
-        });
-        if vs.binds_mesh() && !served {
-            short_host_with_dot(m, meta, h, out);
-        }
+        virtual_service_host(m, vs, i, h, fq, out);
     }
     gateway_refs(m, vs, out);
     mesh_only_but_served(m, vs, out);
+    http_rules(m, vs, out);
+}
+
+/// Host `i` of a VirtualService: overlapping an earlier host, `*` on the mesh, or a
+/// Service name with a dot.
+fn virtual_service_host(
+    m: &Model,
+    vs: &VirtualService,
+    i: usize,
+    h: &Loc<String>,
+    fq: &str,
+    out: &mut Vec<Finding>,
+) {
+    let meta = &vs.meta;
+    overlapping_host(vs, i, h, out);
+    if h.value == "*" && vs.binds_mesh() {
+        out.push(Finding::new(
+            "ML0105",
+            Severity::Error,
+            meta,
+            h.pos,
+            "host \"*\" is not allowed on a VirtualService bound to the mesh",
+            "name the hosts, or bind the VirtualService to a Gateway with `gateways:`",
+        ));
+    }
+    // A host some Gateway serves is an external name, not a misspelt Service.
+    if vs.binds_mesh() && !served_by_a_gateway(m, fq) {
+        short_host_with_dot(m, meta, h, out);
+    }
+}
+
+/// Istio's validation rejects two hosts of one VirtualService that overlap (the same
+/// name, or a wildcard covering the other), compared as written.
+fn overlapping_host(vs: &VirtualService, i: usize, h: &Loc<String>, out: &mut Vec<Finding>) {
+    let Some(earlier) = vs.spec.hosts[..i]
+        .iter()
+        .find(|e| hosts_intersect(&e.value, &h.value))
+    else {
+        return;
+    };
+    let what = if earlier.value == h.value {
+        format!("host {:?} is listed twice", h.value)
+    } else {
+        format!("hosts {:?} and {:?} overlap", earlier.value, h.value)
+    };
+    out.push(Finding::new(
+        "ML0106",
+        Severity::Error,
+        &vs.meta,
+        h.pos,
+        format!("{what}: Istio rejects the VirtualService on apply"),
+        "keep one of them (a wildcard already covers the names it matches)",
+    ));
+}
+
+/// Whether a server host of some Gateway covers the host `fq`.
+fn served_by_a_gateway(m: &Model, fq: &str) -> bool {
+    m.gateways.iter().any(|g| {
+        g.spec.servers.iter().any(|s| {
+            s.hosts
+                .iter()
+                .any(|sh| hosts_intersect(&ServerHost::parse(sh).host, fq))
+        })
+    })
+}
+
+/// The `http` rules in order: rules after a catch-all, each rule's action, its match
+/// blocks (string matches, repeats of an earlier match), its destinations.
+fn http_rules(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
+    let meta = &vs.meta;
     let mut catch_all: Option<usize> = None;
     let mut earlier: Vec<(String, usize)> = Vec::new();
     for (i, rule) in vs.spec.http.iter().enumerate() {
@@ -150,26 +181,39 @@ fn virtual_service(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             if matches_everything(b) {
                 catch_all.get_or_insert(i);
             }
-            let key = match_key(b);
-            if let Some((_, j)) = earlier.iter().find(|(k, _)| *k == key) {
-                out.push(Finding::new(
-                    "ML0113",
-                    Severity::Warning,
-                    meta,
-                    b.pos,
-                    format!(
-                        "this match of {label} repeats a match of {}",
-                        rule_label(*j, &vs.spec.http[*j])
-                    ),
-                    "remove the duplicate match, or change it so it selects other requests",
-                ));
-            } else {
-                earlier.push((key, i));
-            }
+            repeated_match(vs, i, &label, b, &mut earlier, out);
         }
         if let Some(route) = &rule.route {
             destinations(m, vs, &label, &route.value, out);
         }
+    }
+}
+
+/// A match block of rule `i` that selects what a match of an earlier rule (or of this
+/// one) already selects; `earlier` holds the matches seen so far, with their rule.
+fn repeated_match(
+    vs: &VirtualService,
+    i: usize,
+    label: &str,
+    b: &Loc<HttpMatch>,
+    earlier: &mut Vec<(String, usize)>,
+    out: &mut Vec<Finding>,
+) {
+    let key = match_key(b);
+    if let Some((_, j)) = earlier.iter().find(|(k, _)| *k == key) {
+        out.push(Finding::new(
+            "ML0113",
+            Severity::Warning,
+            &vs.meta,
+            b.pos,
+            format!(
+                "this match of {label} repeats a match of {}",
+                rule_label(*j, &vs.spec.http[*j])
+            ),
+            "remove the duplicate match, or change it so it selects other requests",
+        ));
+    } else {
+        earlier.push((key, i));
     }
 }
 
@@ -360,121 +404,167 @@ fn match_key(b: &HttpMatch) -> String {
     )
 }
 
+/// The gateways a VirtualService names: how each reference is written, whether the
+/// Gateway exists, and whether it serves a host of the VirtualService.
 fn gateway_refs(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
-    let meta = &vs.meta;
-    let own_ns = meta.namespace();
-    // (gateway, whether some host of this VirtualService is served by it)
+    // (gateway, the reference, whether some host of this VirtualService is served by it)
     let mut bound: Vec<(&model::Gateway, &Loc<String>, bool)> = Vec::new();
     for r in &vs.gateways {
         let GatewayTarget::Named { namespace, name } = &r.target else {
             continue;
         };
-        if let Some(name) = r.raw.value.strip_prefix("./") {
-            // Server hosts take `./host`; Istio's validation of a VirtualService does not.
-            out.push(Finding::new(
-                "ML0102",
-                Severity::Error,
-                meta,
-                r.raw.pos,
-                format!(
-                    "gateway {:?}: Istio rejects the namespace `.` in a VirtualService's gateways, so the VirtualService is not applied",
-                    r.raw.value
-                ),
-                format!("write `{name}` or `{own_ns}/{name}`"),
-            ));
-        }
+        dot_namespace_ref(&vs.meta, r, out);
         if r.legacy_dotted {
-            let literal = m.gateway(own_ns, &r.raw.value);
-            let (severity, message) = match literal {
-                Some(_) => (
-                    Severity::Error,
-                    format!(
-                        "gateway {:?} is read by Istio as Gateway {name} in namespace {namespace}, not as Gateway {:?} in {own_ns}",
-                        r.raw.value, r.raw.value
-                    ),
-                ),
-                None => (
-                    Severity::Warning,
-                    format!(
-                        "gateway {:?} is the legacy `name.namespace` form, read as {namespace}/{name}",
-                        r.raw.value
-                    ),
-                ),
-            };
-            let hint = match literal {
-                Some(_) => format!(
-                    "write `{own_ns}/{}` to name the Gateway in this namespace",
-                    r.raw.value
-                ),
-                None => format!("write `{namespace}/{name}`"),
-            };
-            out.push(Finding::new(
-                "ML0102", severity, meta, r.raw.pos, message, hint,
-            ));
+            legacy_dotted_ref(m, &vs.meta, r, namespace, name, out);
         }
         match m.gateway(namespace, name) {
-            Some(gw) => {
-                let served = vs.spec.hosts.iter().zip(&vs.hosts).any(|(_, h)| {
-                    gw.spec.servers.iter().any(|s| {
-                        s.hosts.iter().any(|sh| {
-                            let sh = ServerHost::parse(sh);
-                            sh.admits_namespace(own_ns, gw.meta.namespace())
-                                && hosts_intersect(&sh.host, h)
-                        })
-                    })
-                });
-                bound.push((gw, &r.raw, served));
-            }
-            None => {
-                let elsewhere: Vec<String> = m
-                    .gateways
-                    .iter()
-                    .filter(|g| g.meta.name() == name)
-                    .map(|g| g.meta.ns_name())
-                    .collect();
-                let known_ns = namespace == own_ns
-                    || m.gateways.iter().any(|g| g.meta.namespace() == namespace);
-                let severity = if known_ns || m.live {
-                    Severity::Error
-                } else {
-                    Severity::Warning
-                };
-                let hint = if let Some(g) = elsewhere.first() {
-                    format!("Gateway {g} exists: write `{g}` (a bare name means this namespace)")
-                } else {
-                    let here: Vec<String> = m
-                        .gateways
-                        .iter()
-                        .filter(|g| g.meta.namespace() == namespace)
-                        .map(|g| g.meta.name().to_string())
-                        .collect();
-                    if here.is_empty() {
-                        format!("define Gateway {namespace}/{name}, or fix the reference")
-                    } else {
-                        format!("Gateways in {namespace}: {}", here.join(", "))
-                    }
-                };
-                let where_ = if severity == Severity::Error {
-                    String::new()
-                } else {
-                    " among the checked objects".into()
-                };
-                out.push(Finding::new(
-                    "ML0101",
-                    severity,
-                    meta,
-                    r.raw.pos,
-                    format!(
-                        "gateway {:?}: no Gateway {namespace}/{name}{where_}",
-                        r.raw.value
-                    ),
-                    hint,
-                ));
-            }
+            Some(gw) => bound.push((gw, &r.raw, serves_a_host_of(gw, vs))),
+            None => gateway_not_found(m, &vs.meta, r, namespace, name, out),
         }
     }
+    hosts_not_served(vs, &bound, out);
+}
+
+/// A reference `./name`: server hosts take `./host`; Istio's validation of a
+/// VirtualService does not.
+fn dot_namespace_ref(meta: &Meta, r: &model::GatewayRef, out: &mut Vec<Finding>) {
+    let Some(name) = r.raw.value.strip_prefix("./") else {
+        return;
+    };
+    let own_ns = meta.namespace();
+    out.push(Finding::new(
+        "ML0102",
+        Severity::Error,
+        meta,
+        r.raw.pos,
+        format!(
+            "gateway {:?}: Istio rejects the namespace `.` in a VirtualService's gateways, so the VirtualService is not applied",
+            r.raw.value
+        ),
+        format!("write `{name}` or `{own_ns}/{name}`"),
+    ));
+}
+
+/// A reference in the legacy `name.namespace` form: an error when a Gateway of this
+/// namespace has the whole dotted name, else a warning to write `namespace/name`.
+fn legacy_dotted_ref(
+    m: &Model,
+    meta: &Meta,
+    r: &model::GatewayRef,
+    namespace: &str,
+    name: &str,
+    out: &mut Vec<Finding>,
+) {
+    let own_ns = meta.namespace();
+    let literal = m.gateway(own_ns, &r.raw.value);
+    let (severity, message) = match literal {
+        Some(_) => (
+            Severity::Error,
+            format!(
+                "gateway {:?} is read by Istio as Gateway {name} in namespace {namespace}, not as Gateway {:?} in {own_ns}",
+                r.raw.value, r.raw.value
+            ),
+        ),
+        None => (
+            Severity::Warning,
+            format!(
+                "gateway {:?} is the legacy `name.namespace` form, read as {namespace}/{name}",
+                r.raw.value
+            ),
+        ),
+    };
+    let hint = match literal {
+        Some(_) => format!(
+            "write `{own_ns}/{}` to name the Gateway in this namespace",
+            r.raw.value
+        ),
+        None => format!("write `{namespace}/{name}`"),
+    };
+    out.push(Finding::new(
+        "ML0102", severity, meta, r.raw.pos, message, hint,
+    ));
+}
+
+/// Whether a server host of `gw` admits the VirtualService's namespace and covers one of
+/// its hosts.
+fn serves_a_host_of(gw: &model::Gateway, vs: &VirtualService) -> bool {
+    let own_ns = vs.meta.namespace();
+    vs.spec.hosts.iter().zip(&vs.hosts).any(|(_, h)| {
+        gw.spec.servers.iter().any(|s| {
+            s.hosts.iter().any(|sh| {
+                let sh = ServerHost::parse(sh);
+                sh.admits_namespace(own_ns, gw.meta.namespace()) && hosts_intersect(&sh.host, h)
+            })
+        })
+    })
+}
+
+/// A reference to a Gateway that is not there: an error when its namespace is known (or
+/// live), else a warning, with the Gateways of that name or namespace as a hint.
+fn gateway_not_found(
+    m: &Model,
+    meta: &Meta,
+    r: &model::GatewayRef,
+    namespace: &str,
+    name: &str,
+    out: &mut Vec<Finding>,
+) {
+    let own_ns = meta.namespace();
+    let elsewhere: Vec<String> = m
+        .gateways
+        .iter()
+        .filter(|g| g.meta.name() == name)
+        .map(|g| g.meta.ns_name())
+        .collect();
+    let known_ns =
+        namespace == own_ns || m.gateways.iter().any(|g| g.meta.namespace() == namespace);
+    let severity = if known_ns || m.live {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let hint = if let Some(g) = elsewhere.first() {
+        format!("Gateway {g} exists: write `{g}` (a bare name means this namespace)")
+    } else {
+        let here: Vec<String> = m
+            .gateways
+            .iter()
+            .filter(|g| g.meta.namespace() == namespace)
+            .map(|g| g.meta.name().to_string())
+            .collect();
+        if here.is_empty() {
+            format!("define Gateway {namespace}/{name}, or fix the reference")
+        } else {
+            format!("Gateways in {namespace}: {}", here.join(", "))
+        }
+    };
+    let where_ = if severity == Severity::Error {
+        String::new()
+    } else {
+        " among the checked objects".into()
+    };
+    out.push(Finding::new(
+        "ML0101",
+        severity,
+        meta,
+        r.raw.pos,
+        format!(
+            "gateway {:?}: no Gateway {namespace}/{name}{where_}",
+            r.raw.value
+        ),
+        hint,
+    ));
+}
+
+/// Each bound Gateway that serves no host of the VirtualService answers 404: an error
+/// when no bound Gateway serves one, else a warning.
+fn hosts_not_served(
+    vs: &VirtualService,
+    bound: &[(&model::Gateway, &Loc<String>, bool)],
+    out: &mut Vec<Finding>,
+) {
     let any_served = bound.iter().any(|(_, _, s)| *s);
-    for (gw, raw, served) in &bound {
+    for (gw, raw, served) in bound {
         if *served {
             continue;
         }
@@ -491,7 +581,7 @@ fn gateway_refs(m: &Model, vs: &VirtualService, out: &mut Vec<Finding>) {
             } else {
                 Severity::Error
             },
-            meta,
+            &vs.meta,
             raw.pos,
             format!(
                 "no host of this VirtualService ({}) matches a host of Gateway {} ({}), so the gateway answers 404",
