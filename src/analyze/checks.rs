@@ -703,6 +703,7 @@ fn short_host_with_dot(m: &Model, meta: &Meta, h: &Loc<String>, out: &mut Vec<Fi
     false
 }
 
+/// The destinations of one rule's route: each destination, then the route's weights.
 fn destinations(
     m: &Model,
     vs: &VirtualService,
@@ -710,148 +711,207 @@ fn destinations(
     route: &[Loc<crate::manifest::istio::RouteDestination>],
     out: &mut Vec<Finding>,
 ) {
-    let meta = &vs.meta;
-    let ns = meta.namespace();
     let mut seen: Vec<(String, Option<String>, Option<u32>)> = Vec::new();
-    let weights: Vec<Option<i64>> = route
-        .iter()
-        .map(|r| r.weight.as_ref().map(|w| w.value))
-        .collect();
     for rd in route {
-        let d = &rd.destination;
-        let host = model::fqdn(&d.host, ns);
-        let port = d.port.as_ref().and_then(|p| p.number);
-        let subset = d.subset.as_ref().map(|s| s.value.clone());
-        let key = (host.clone(), subset.clone(), port);
-        if seen.contains(&key) {
-            out.push(Finding::new(
-                "ML0121",
-                Severity::Warning,
-                meta,
-                d.host.pos,
-                format!(
-                    "{label} routes to {}{} twice",
-                    d.host.value,
-                    subset
-                        .as_deref()
-                        .map(|s| format!(" subset {s}"))
-                        .unwrap_or_default()
-                ),
-                "merge the two destinations into one (add their weights)",
-            ));
-        }
-        seen.push(key);
-        if let Some(w) = &rd.weight
-            && w.value < 0
-        {
-            out.push(Finding::new(
-                "ML0122",
-                Severity::Error,
-                meta,
-                w.pos,
-                format!("weight {} is negative", w.value),
-                "weights are 0 or more; they are relative shares of the route's traffic",
-            ));
-        }
-        // Destination host: a Service, a ServiceEntry, or a mistake.
-        let svc = m.service_for_host(&host);
-        // A misnamed host (ML0116) is the root cause; its missing subset is not reported too.
-        let misnamed = svc.is_none()
-            && m.service_entry_for(&host).is_none()
-            && destination_not_found(m, meta, &d.host, &host, out);
-        if let Some(s) = d.subset.as_ref().filter(|_| !misnamed) {
-            let rules: Vec<&model::DestinationRule> = m.rules_for(&host).collect();
-            let defined: Vec<&str> = rules
-                .iter()
-                .flat_map(|r| r.spec.subsets.iter().map(|s| s.name.value.as_str()))
-                .collect();
-            if !defined.contains(&s.value.as_str()) {
-                let hint = if rules.is_empty() {
-                    format!(
-                        "add a DestinationRule with host {} and a subset {:?} (with the Pod labels it selects)",
-                        d.host.value, s.value
-                    )
-                } else {
-                    format!(
-                        "subsets of {}: {}",
-                        rules
-                            .iter()
-                            .map(|r| format!("DestinationRule {}", r.meta.ns_name()))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                        if defined.is_empty() {
-                            "none".to_string()
-                        } else {
-                            defined.join(", ")
-                        }
-                    )
-                };
-                out.push(Finding::new(
-                    "ML0117",
-                    Severity::Error,
-                    meta,
-                    s.pos,
-                    format!(
-                        "subset {:?} is not defined for host {host}: requests get 503",
-                        s.value
-                    ),
-                    hint,
-                ));
-            }
-        }
-        if let Some(svc) = svc {
-            let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
-            match (port, &d.port) {
-                (Some(p), Some(loc)) if !svc.ports.iter().any(|sp| sp.port == p) => {
-                    out.push(Finding::new(
-                        "ML0119",
-                        Severity::Error,
-                        meta,
-                        loc.pos,
-                        format!(
-                            "Service {}/{} has no port {p} (ports: {})",
-                            svc.namespace,
-                            svc.name,
-                            ports.join(", ")
-                        ),
-                        "use the Service's `port` (not the container's targetPort)",
-                    ));
-                }
-                (None, _) if svc.ports.len() > 1 => {
-                    out.push(port_required(m, vs, svc, &d.host, &ports));
-                }
-                _ => {}
-            }
-            if m.live {
-                live_destination(m, meta, d, svc, out);
-            }
-        }
-        // Routing to a host without subset while other routes split that host by subset.
-        if d.subset.is_none() && m.rules_for(&host).any(|r| !r.spec.subsets.is_empty()) {
-            let split_elsewhere = m.virtual_services.iter().any(|other| {
-                other.spec.http.iter().any(|r| {
-                    r.route.iter().flat_map(|rt| rt.value.iter()).any(|o| {
-                        o.destination.subset.is_some()
-                            && model::fqdn(&o.destination.host, other.meta.namespace()) == host
-                    })
-                })
-            });
-            if split_elsewhere {
-                out.push(Finding::new(
-                    "ML0123",
-                    Severity::Warning,
-                    meta,
-                    d.host.pos,
-                    format!(
-                        "{label} routes to {} without a subset while other routes split it by subset, so this traffic reaches every version",
-                        d.host.value
-                    ),
-                    "name a subset here too, or drop the subsets if every version is meant",
-                ));
-            }
+        destination(m, vs, label, rd, &mut seen, out);
+    }
+    route_weights(&vs.meta, label, route, out);
+}
+
+/// One destination: a repeat of an earlier one, a negative weight, a host that names
+/// nothing, an undefined subset, the Service's ports, live endpoints, a missing subset
+/// where the host is split by subset elsewhere. `seen` holds the destinations before it.
+fn destination(
+    m: &Model,
+    vs: &VirtualService,
+    label: &str,
+    rd: &Loc<crate::manifest::istio::RouteDestination>,
+    seen: &mut Vec<(String, Option<String>, Option<u32>)>,
+    out: &mut Vec<Finding>,
+) {
+    let meta = &vs.meta;
+    let d = &rd.destination;
+    let host = model::fqdn(&d.host, meta.namespace());
+    let port = d.port.as_ref().and_then(|p| p.number);
+    let subset = d.subset.as_ref().map(|s| s.value.clone());
+    let key = (host.clone(), subset.clone(), port);
+    if seen.contains(&key) {
+        out.push(Finding::new(
+            "ML0121",
+            Severity::Warning,
+            meta,
+            d.host.pos,
+            format!(
+                "{label} routes to {}{} twice",
+                d.host.value,
+                subset
+                    .as_deref()
+                    .map(|s| format!(" subset {s}"))
+                    .unwrap_or_default()
+            ),
+            "merge the two destinations into one (add their weights)",
+        ));
+    }
+    seen.push(key);
+    if let Some(w) = &rd.weight
+        && w.value < 0
+    {
+        out.push(Finding::new(
+            "ML0122",
+            Severity::Error,
+            meta,
+            w.pos,
+            format!("weight {} is negative", w.value),
+            "weights are 0 or more; they are relative shares of the route's traffic",
+        ));
+    }
+    // Destination host: a Service, a ServiceEntry, or a mistake.
+    let svc = m.service_for_host(&host);
+    // A misnamed host (ML0116) is the root cause; its missing subset is not reported too.
+    let misnamed = svc.is_none()
+        && m.service_entry_for(&host).is_none()
+        && destination_not_found(m, meta, &d.host, &host, out);
+    if let Some(s) = d.subset.as_ref().filter(|_| !misnamed) {
+        undefined_subset(m, meta, &d.host, &host, s, out);
+    }
+    if let Some(svc) = svc {
+        service_port(m, vs, d, svc, out);
+        if m.live {
+            live_destination(m, meta, d, svc, out);
         }
     }
-    // Weights: relative shares. One destination takes everything whatever its weight.
+    if d.subset.is_none() {
+        unsplit_destination(m, meta, label, &d.host, &host, out);
+    }
+}
+
+/// A subset that no DestinationRule of the host defines: requests get 503.
+fn undefined_subset(
+    m: &Model,
+    meta: &Meta,
+    h: &Loc<String>,
+    host: &str,
+    s: &Loc<String>,
+    out: &mut Vec<Finding>,
+) {
+    let rules: Vec<&model::DestinationRule> = m.rules_for(host).collect();
+    let defined: Vec<&str> = rules
+        .iter()
+        .flat_map(|r| r.spec.subsets.iter().map(|s| s.name.value.as_str()))
+        .collect();
+    if defined.contains(&s.value.as_str()) {
+        return;
+    }
+    let hint = if rules.is_empty() {
+        format!(
+            "add a DestinationRule with host {} and a subset {:?} (with the Pod labels it selects)",
+            h.value, s.value
+        )
+    } else {
+        format!(
+            "subsets of {}: {}",
+            rules
+                .iter()
+                .map(|r| format!("DestinationRule {}", r.meta.ns_name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if defined.is_empty() {
+                "none".to_string()
+            } else {
+                defined.join(", ")
+            }
+        )
+    };
+    out.push(Finding::new(
+        "ML0117",
+        Severity::Error,
+        meta,
+        s.pos,
+        format!(
+            "subset {:?} is not defined for host {host}: requests get 503",
+            s.value
+        ),
+        hint,
+    ));
+}
+
+/// The destination's port against the Service's: a port the Service does not have, or
+/// none named where the Service has several.
+fn service_port(
+    m: &Model,
+    vs: &VirtualService,
+    d: &Loc<crate::manifest::istio::Destination>,
+    svc: &Service,
+    out: &mut Vec<Finding>,
+) {
+    let port = d.port.as_ref().and_then(|p| p.number);
+    let ports: Vec<String> = svc.ports.iter().map(|p| p.port.to_string()).collect();
+    match (port, &d.port) {
+        (Some(p), Some(loc)) if !svc.ports.iter().any(|sp| sp.port == p) => {
+            out.push(Finding::new(
+                "ML0119",
+                Severity::Error,
+                &vs.meta,
+                loc.pos,
+                format!(
+                    "Service {}/{} has no port {p} (ports: {})",
+                    svc.namespace,
+                    svc.name,
+                    ports.join(", ")
+                ),
+                "use the Service's `port` (not the container's targetPort)",
+            ));
+        }
+        (None, _) if svc.ports.len() > 1 => {
+            out.push(port_required(m, vs, svc, &d.host, &ports));
+        }
+        _ => {}
+    }
+}
+
+/// Routing to a host without subset while other routes split that host by subset.
+fn unsplit_destination(
+    m: &Model,
+    meta: &Meta,
+    label: &str,
+    h: &Loc<String>,
+    host: &str,
+    out: &mut Vec<Finding>,
+) {
+    if !m.rules_for(host).any(|r| !r.spec.subsets.is_empty()) {
+        return;
+    }
+    let split_elsewhere = m.virtual_services.iter().any(|other| {
+        other.spec.http.iter().any(|r| {
+            r.route.iter().flat_map(|rt| rt.value.iter()).any(|o| {
+                o.destination.subset.is_some()
+                    && model::fqdn(&o.destination.host, other.meta.namespace()) == host
+            })
+        })
+    });
+    if split_elsewhere {
+        out.push(Finding::new(
+            "ML0123",
+            Severity::Warning,
+            meta,
+            h.pos,
+            format!(
+                "{label} routes to {} without a subset while other routes split it by subset, so this traffic reaches every version",
+                h.value
+            ),
+            "name a subset here too, or drop the subsets if every version is meant",
+        ));
+    }
+}
+
+/// The weights of a route, relative shares: a weight on the only destination (which takes
+/// everything anyway), and several destinations whose weights add up to 0.
+fn route_weights(
+    meta: &Meta,
+    label: &str,
+    route: &[Loc<crate::manifest::istio::RouteDestination>],
+    out: &mut Vec<Finding>,
+) {
     if route.len() == 1
         && let Some(w) = &route[0].weight
         && w.value > 0
@@ -871,6 +931,10 @@ fn destinations(
     }
     // Istio's validation adds the weights (an unset one counts 0) and rejects a route with
     // several destinations whose total is 0: the webhook refuses the whole VirtualService.
+    let weights: Vec<Option<i64>> = route
+        .iter()
+        .map(|r| r.weight.as_ref().map(|w| w.value))
+        .collect();
     if route.len() > 1 && weights.iter().all(|w| w.unwrap_or(0) == 0) {
         let pos = route[0].weight.as_ref().map_or(route[0].pos, |w| w.pos);
         let what = if weights.iter().all(Option::is_none) {
@@ -963,44 +1027,7 @@ fn destination_not_found(
         return true;
     }
     match service_of(host) {
-        Some((ns, name)) => {
-            if !m.services_known(ns) {
-                return false;
-            }
-            let others: Vec<&str> = m
-                .services
-                .iter()
-                .filter(|s| s.namespace == ns)
-                .map(|s| s.name.as_str())
-                .collect();
-            let (severity, where_) = if m.live {
-                (Severity::Error, "")
-            } else {
-                (Severity::Warning, " among the checked objects")
-            };
-            let hint = match others.iter().find(|o| close(o, name)) {
-                Some(o) => format!(
-                    "did you mean {o}? (Services in {ns}: {})",
-                    others.join(", ")
-                ),
-                None if others.is_empty() => {
-                    format!("define Service {name} in {ns}, or fix the host")
-                }
-                None => format!("Services in {ns}: {}", others.join(", ")),
-            };
-            let f = Finding::new(
-                "ML0115",
-                severity,
-                meta,
-                h.pos,
-                format!(
-                    "no Service {ns}/{name}{where_} for destination host {:?}",
-                    h.value
-                ),
-                hint,
-            );
-            out.push(if m.live { f.live() } else { f });
-        }
+        Some((ns, name)) => missing_service(m, meta, h, ns, name, out),
         None if !host.starts_with('*') && host.contains('.') => {
             out.push(Finding::new(
                 "ML0115",
@@ -1014,6 +1041,54 @@ fn destination_not_found(
         None => {}
     }
     false
+}
+
+/// A destination host naming Service `ns/name` that is not there, when the Services of
+/// `ns` are known; the hint suggests a close name.
+fn missing_service(
+    m: &Model,
+    meta: &Meta,
+    h: &Loc<String>,
+    ns: &str,
+    name: &str,
+    out: &mut Vec<Finding>,
+) {
+    if !m.services_known(ns) {
+        return;
+    }
+    let others: Vec<&str> = m
+        .services
+        .iter()
+        .filter(|s| s.namespace == ns)
+        .map(|s| s.name.as_str())
+        .collect();
+    let (severity, where_) = if m.live {
+        (Severity::Error, "")
+    } else {
+        (Severity::Warning, " among the checked objects")
+    };
+    let hint = match others.iter().find(|o| close(o, name)) {
+        Some(o) => format!(
+            "did you mean {o}? (Services in {ns}: {})",
+            others.join(", ")
+        ),
+        None if others.is_empty() => {
+            format!("define Service {name} in {ns}, or fix the host")
+        }
+        None => format!("Services in {ns}: {}", others.join(", ")),
+    };
+    let f = Finding::new(
+        "ML0115",
+        severity,
+        meta,
+        h.pos,
+        format!(
+            "no Service {ns}/{name}{where_} for destination host {:?}",
+            h.value
+        ),
+        hint,
+    );
+    out.push(if m.live { f.live() } else { f });
 }
 
 /// Names one edit apart, or one a prefix of the other: typo suggestions.
@@ -1045,58 +1120,13 @@ fn live_destination(
     svc: &Service,
     out: &mut Vec<Finding>,
 ) {
-    let host = model::fqdn(&d.host, meta.namespace());
-    let subset_labels = d.subset.as_ref().and_then(|s| {
-        m.rules_for(&host)
-            .flat_map(|r| r.spec.subsets.iter())
-            .find(|x| x.name.value == s.value)
-            .and_then(|x| x.labels.as_ref().map(|l| l.value.clone()))
-    });
-    let eps = m.endpoints_of(svc);
-    let ready: Vec<&(String, Option<String>)> =
-        eps.map(|e| e.ready.iter().collect()).unwrap_or_default();
-    let ready_in_subset = match &subset_labels {
-        None => ready.len(),
-        Some(labels) => ready
-            .iter()
-            .filter(|(_, pod)| {
-                let Some(pod) = pod else { return true };
-                m.workloads.iter().any(|w| {
-                    w.is_pod
-                        && w.namespace == svc.namespace
-                        && w.name == format!("Pod {pod}")
-                        && selects(labels, &w.labels)
-                })
-            })
-            .count(),
-    };
-    if ready_in_subset == 0 && svc.selector.is_some() {
-        let what = match &d.subset {
-            Some(s) => format!(
-                "subset {:?} of Service {}/{}",
-                s.value, svc.namespace, svc.name
-            ),
-            None => format!("Service {}/{}", svc.namespace, svc.name),
-        };
-        let not_ready = eps.map_or(0, |e| e.not_ready);
-        out.push(
-            Finding::new(
-                "ML0402",
-                Severity::Warning,
-                meta,
-                d.host.pos,
-                format!(
-                    "{what} has no ready endpoints ({not_ready} not ready): requests get 503 UH"
-                ),
-                "check the Pods: `kubectl get pods -n <ns> -l <selector>` (readiness probe, image, rollout)",
-            )
-            .live(),
-        );
-    }
+    no_ready_endpoints(m, meta, d, svc, out);
     if let Some(ns) = m.namespaces.iter().find(|n| n.name == svc.namespace) {
         let injected = ns.labels.get("istio-injection").map(String::as_str) == Some("enabled")
             || ns.labels.contains_key("istio.io/rev");
-        if !injected {
+        if injected {
+            pods_without_sidecar(m, meta, d, svc, out);
+        } else {
             out.push(
                 Finding::new(
                     "ML0403",
@@ -1114,31 +1144,108 @@ fn live_destination(
                 )
                 .live(),
             );
-        } else {
-            let bare: Vec<&str> = m
-                .pods_of(svc, None)
-                .filter(|w| w.is_pod && w.has_proxy == Some(false))
-                .map(|w| w.name.as_str())
-                .collect();
-            if let Some(first) = bare.first() {
-                out.push(
-                    Finding::new(
-                        "ML0404",
-                        Severity::Warning,
-                        meta,
-                        d.host.pos,
-                        format!(
-                            "{first} of Service {}/{} runs without a sidecar proxy in an injected namespace ({} such Pod(s))",
-                            svc.namespace,
-                            svc.name,
-                            bare.len()
-                        ),
-                        "restart the Deployment so the injector adds the proxy (`kubectl rollout restart`)",
-                    )
-                    .live(),
-                );
-            }
         }
+    }
+}
+
+/// A destination (the Service, or its subset) without a ready endpoint: 503 UH.
+fn no_ready_endpoints(
+    m: &Model,
+    meta: &Meta,
+    d: &Loc<crate::manifest::istio::Destination>,
+    svc: &Service,
+    out: &mut Vec<Finding>,
+) {
+    if ready_in_subset(m, meta, d, svc) > 0 || svc.selector.is_none() {
+        return;
+    }
+    let what = match &d.subset {
+        Some(s) => format!(
+            "subset {:?} of Service {}/{}",
+            s.value, svc.namespace, svc.name
+        ),
+        None => format!("Service {}/{}", svc.namespace, svc.name),
+    };
+    let not_ready = m.endpoints_of(svc).map_or(0, |e| e.not_ready);
+    out.push(
+        Finding::new(
+            "ML0402",
+            Severity::Warning,
+            meta,
+            d.host.pos,
+            format!("{what} has no ready endpoints ({not_ready} not ready): requests get 503 UH"),
+            "check the Pods: `kubectl get pods -n <ns> -l <selector>` (readiness probe, image, rollout)",
+        )
+        .live(),
+    );
+}
+
+/// How many ready endpoints of the Service the destination reaches: all of them, or those
+/// whose Pod carries the labels of the destination's subset.
+fn ready_in_subset(
+    m: &Model,
+    meta: &Meta,
+    d: &Loc<crate::manifest::istio::Destination>,
+    svc: &Service,
+) -> usize {
+    let host = model::fqdn(&d.host, meta.namespace());
+    let subset_labels = d.subset.as_ref().and_then(|s| {
+        m.rules_for(&host)
+            .flat_map(|r| r.spec.subsets.iter())
+            .find(|x| x.name.value == s.value)
+            .and_then(|x| x.labels.as_ref().map(|l| l.value.clone()))
+    });
+    let ready: Vec<&(String, Option<String>)> = m
+        .endpoints_of(svc)
+        .map(|e| e.ready.iter().collect())
+        .unwrap_or_default();
+    match &subset_labels {
+        None => ready.len(),
+        Some(labels) => ready
+            .iter()
+            .filter(|(_, pod)| {
+                let Some(pod) = pod else { return true };
+                m.workloads.iter().any(|w| {
+                    w.is_pod
+                        && w.namespace == svc.namespace
+                        && w.name == format!("Pod {pod}")
+                        && selects(labels, &w.labels)
+                })
+            })
+            .count(),
+    }
+}
+
+/// Pods of the Service running without a sidecar proxy in an injected namespace.
+fn pods_without_sidecar(
+    m: &Model,
+    meta: &Meta,
+    d: &Loc<crate::manifest::istio::Destination>,
+    svc: &Service,
+    out: &mut Vec<Finding>,
+) {
+    let bare: Vec<&str> = m
+        .pods_of(svc, None)
+        .filter(|w| w.is_pod && w.has_proxy == Some(false))
+        .map(|w| w.name.as_str())
+        .collect();
+    if let Some(first) = bare.first() {
+        out.push(
+            Finding::new(
+                "ML0404",
+                Severity::Warning,
+                meta,
+                d.host.pos,
+                format!(
+                    "{first} of Service {}/{} runs without a sidecar proxy in an injected namespace ({} such Pod(s))",
+                    svc.namespace,
+                    svc.name,
+                    bare.len()
+                ),
+                "restart the Deployment so the injector adds the proxy (`kubectl rollout restart`)",
+            )
+            .live(),
+        );
     }
 }
 
