@@ -732,27 +732,7 @@ fn destination(
     let meta = &vs.meta;
     let d = &rd.destination;
     let host = model::fqdn(&d.host, meta.namespace());
-    let port = d.port.as_ref().and_then(|p| p.number);
-    let subset = d.subset.as_ref().map(|s| s.value.clone());
-    let key = (host.clone(), subset.clone(), port);
-    if seen.contains(&key) {
-        out.push(Finding::new(
-            "ML0121",
-            Severity::Warning,
-            meta,
-            d.host.pos,
-            format!(
-                "{label} routes to {}{} twice",
-                d.host.value,
-                subset
-                    .as_deref()
-                    .map(|s| format!(" subset {s}"))
-                    .unwrap_or_default()
-            ),
-            "merge the two destinations into one (add their weights)",
-        ));
-    }
-    seen.push(key);
+    repeated_destination(meta, label, d, &host, seen, out);
     if let Some(w) = &rd.weight
         && w.value < 0
     {
@@ -783,6 +763,39 @@ fn destination(
     if d.subset.is_none() {
         unsplit_destination(m, meta, label, &d.host, &host, out);
     }
+}
+
+/// A destination (host, subset and port) the route already has; `seen` holds those
+/// before it.
+fn repeated_destination(
+    meta: &Meta,
+    label: &str,
+    d: &Loc<crate::manifest::istio::Destination>,
+    host: &str,
+    seen: &mut Vec<(String, Option<String>, Option<u32>)>,
+    out: &mut Vec<Finding>,
+) {
+    let port = d.port.as_ref().and_then(|p| p.number);
+    let subset = d.subset.as_ref().map(|s| s.value.clone());
+    let key = (host.to_string(), subset.clone(), port);
+    if seen.contains(&key) {
+        out.push(Finding::new(
+            "ML0121",
+            Severity::Warning,
+            meta,
+            d.host.pos,
+            format!(
+                "{label} routes to {}{} twice",
+                d.host.value,
+                subset
+                    .as_deref()
+                    .map(|s| format!(" subset {s}"))
+                    .unwrap_or_default()
+            ),
+            "merge the two destinations into one (add their weights)",
+        ));
+    }
+    seen.push(key);
 }
 
 /// A subset that no DestinationRule of the host defines: requests get 503.
@@ -1345,6 +1358,8 @@ fn server_host_problem(raw: &str) -> Option<String> {
     None
 }
 
+/// The checks of one Gateway as written: its servers, its selector, the ports of its
+/// Service, and whether anything binds it.
 fn gateway(m: &Model, gw: &model::Gateway, out: &mut Vec<Finding>) {
     let meta = &gw.meta;
     if gw.spec.servers.is_empty() {
@@ -1357,72 +1372,11 @@ fn gateway(m: &Model, gw: &model::Gateway, out: &mut Vec<Finding>) {
             "add `servers:` with a port and hosts",
         ));
     }
-    let candidates: Vec<&model::Workload> = match &gw.spec.selector {
-        Some(sel) if !sel.value.is_empty() => m
-            .workloads
-            .iter()
-            .filter(|w| selects(&sel.value, &w.labels))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let candidates = selected_workloads(m, gw);
     for server in &gw.spec.servers {
-        let port = server.port.as_ref();
-        match port.and_then(|p| p.number.as_ref()) {
-            None => out.push(Finding::new(
-                "ML0206",
-                Severity::Error,
-                meta,
-                port.map_or(server.pos, |p| p.pos),
-                "server has no port number",
-                "add `port: {number: 80, name: http, protocol: HTTP}`",
-            )),
-            Some(n) if n.value == 0 || n.value > 65535 => out.push(Finding::new(
-                "ML0206",
-                Severity::Error,
-                meta,
-                n.pos,
-                format!("port number {} is out of range 1-65535", n.value),
-                "use the port the gateway listens on (80 for HTTP with the Helm gateway chart)",
-            )),
-            Some(_) => {}
-        }
-        let protocol = port.and_then(|p| p.protocol.as_ref());
-        if let Some(p) = protocol
-            && !GATEWAY_PROTOCOLS
-                .iter()
-                .any(|k| k.eq_ignore_ascii_case(&p.value))
-        {
-            out.push(Finding::new(
-                "ML0207",
-                Severity::Error,
-                meta,
-                p.pos,
-                format!("protocol {:?} is not one Istio knows", p.value),
-                "use one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP, TLS",
-            ));
-        }
-        if server.hosts.is_empty() {
-            out.push(Finding::new(
-                "ML0208",
-                Severity::Error,
-                meta,
-                server.pos,
-                "server has no hosts",
-                "add `hosts:` (e.g. `[\"goapp.dev\"]`, or `[\"*\"]` for any)",
-            ));
-        }
-        for h in &server.hosts {
-            if let Some(problem) = server_host_problem(h) {
-                out.push(Finding::new(
-                    "ML0208",
-                    Severity::Error,
-                    meta,
-                    h.pos,
-                    format!("server host {:?} {problem}", h.value),
-                    "write hosts as `[namespace/]dns-name`, namespace `*` (any), `.` (this one) or a name",
-                ));
-            }
-        }
+        server_port(meta, server, out);
+        server_hosts(meta, server, out);
+        let protocol = server.port.as_ref().and_then(|p| p.protocol.as_ref());
         let proto = protocol.map(|p| p.value.to_ascii_uppercase());
         if matches!(proto.as_deref(), Some("HTTPS" | "TLS")) {
             tls_server(
@@ -1455,6 +1409,84 @@ fn gateway(m: &Model, gw: &model::Gateway, out: &mut Vec<Finding>) {
     }
 }
 
+/// The workloads the Gateway's selector picks (none without a selector).
+fn selected_workloads<'a>(m: &'a Model, gw: &model::Gateway) -> Vec<&'a model::Workload> {
+    match &gw.spec.selector {
+        Some(sel) if !sel.value.is_empty() => m
+            .workloads
+            .iter()
+            .filter(|w| selects(&sel.value, &w.labels))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A server's port: its number present and in range, its protocol one Istio knows.
+fn server_port(meta: &Meta, server: &Loc<crate::manifest::istio::Server>, out: &mut Vec<Finding>) {
+    let port = server.port.as_ref();
+    match port.and_then(|p| p.number.as_ref()) {
+        None => out.push(Finding::new(
+            "ML0206",
+            Severity::Error,
+            meta,
+            port.map_or(server.pos, |p| p.pos),
+            "server has no port number",
+            "add `port: {number: 80, name: http, protocol: HTTP}`",
+        )),
+        Some(n) if n.value == 0 || n.value > 65535 => out.push(Finding::new(
+            "ML0206",
+            Severity::Error,
+            meta,
+            n.pos,
+            format!("port number {} is out of range 1-65535", n.value),
+            "use the port the gateway listens on (80 for HTTP with the Helm gateway chart)",
+        )),
+        Some(_) => {}
+    }
+    if let Some(p) = port.and_then(|p| p.protocol.as_ref())
+        && !GATEWAY_PROTOCOLS
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(&p.value))
+    {
+        out.push(Finding::new(
+            "ML0207",
+            Severity::Error,
+            meta,
+            p.pos,
+            format!("protocol {:?} is not one Istio knows", p.value),
+            "use one of HTTP, HTTPS, GRPC, GRPC-WEB, HTTP2, MONGO, TCP, TLS",
+        ));
+    }
+}
+
+/// A server's hosts: present, and each of the form `[namespace/]dns-name`.
+fn server_hosts(meta: &Meta, server: &Loc<crate::manifest::istio::Server>, out: &mut Vec<Finding>) {
+    if server.hosts.is_empty() {
+        out.push(Finding::new(
+            "ML0208",
+            Severity::Error,
+            meta,
+            server.pos,
+            "server has no hosts",
+            "add `hosts:` (e.g. `[\"goapp.dev\"]`, or `[\"*\"]` for any)",
+        ));
+    }
+    for h in &server.hosts {
+        if let Some(problem) = server_host_problem(h) {
+            out.push(Finding::new(
+                "ML0208",
+                Severity::Error,
+                meta,
+                h.pos,
+                format!("server host {:?} {problem}", h.value),
+                "write hosts as `[namespace/]dns-name`, namespace `*` (any), `.` (this one) or a name",
+            ));
+        }
+    }
+}
+
+/// An HTTPS or TLS server: `tls:` present, and for the modes that terminate TLS a
+/// certificate, whose Secret must exist live in the gateway's namespace.
 fn tls_server(
     m: &Model,
     gw: &model::Gateway,
@@ -1491,47 +1523,62 @@ fn tls_server(
             "set `credentialName:` to a kubernetes.io/tls Secret in the gateway's namespace",
         )),
         Some(cred) if m.live && !candidates.is_empty() => {
-            let namespaces: BTreeSet<&str> = candidates
-                .iter()
-                .filter(|w| w.live)
-                .map(|w| w.namespace.as_str())
-                .collect();
-            let found = namespaces
-                .iter()
-                .any(|ns| m.secrets.contains(&(ns.to_string(), cred.value.clone())));
-            if !namespaces.is_empty() && !found {
-                let ns_list: Vec<&str> = namespaces.into_iter().collect();
-                out.push(
-                    Finding::new(
-                        "ML0202",
-                        Severity::Error,
-                        meta,
-                        cred.pos,
-                        format!(
-                            "credentialName {:?}: no such Secret in {} (the gateway's namespace): HTTPS handshakes fail",
-                            cred.value,
-                            ns_list.join(", ")
-                        ),
-                        format!(
-                            "kubectl create secret tls {} -n {} --cert=... --key=...",
-                            cred.value, ns_list[0]
-                        ),
-                    )
-                    .live(),
-                );
-            }
+            missing_secret(m, meta, cred, candidates, out);
         }
         _ => {}
     }
 }
 
+/// A `credentialName` with no such Secret in the namespace of the live gateway Pods:
+/// HTTPS handshakes fail.
+fn missing_secret(
+    m: &Model,
+    meta: &Meta,
+    cred: &Loc<String>,
+    candidates: &[&model::Workload],
+    out: &mut Vec<Finding>,
+) {
+    let namespaces: BTreeSet<&str> = candidates
+        .iter()
+        .filter(|w| w.live)
+        .map(|w| w.namespace.as_str())
+        .collect();
+    let found = namespaces
+        .iter()
+        .any(|ns| m.secrets.contains(&(ns.to_string(), cred.value.clone())));
+    if namespaces.is_empty() || found {
+        return;
+    }
+    let ns_list: Vec<&str> = namespaces.into_iter().collect();
+    out.push(
+        Finding::new(
+            "ML0202",
+            Severity::Error,
+            meta,
+            cred.pos,
+            format!(
+                "credentialName {:?}: no such Secret in {} (the gateway's namespace): HTTPS handshakes fail",
+                cred.value,
+                ns_list.join(", ")
+            ),
+            format!(
+                "kubectl create secret tls {} -n {} --cert=... --key=...",
+                cred.value, ns_list[0]
+            ),
+        )
+        .live(),
+    );
+}
+
+/// A Gateway selector that picks no workload: an error when the gateway workloads are
+/// known (live, or in the sources), else a note when it differs from the configured
+/// ingress's label.
 fn gateway_selector(
     m: &Model,
     gw: &model::Gateway,
     candidates: &[&model::Workload],
     out: &mut Vec<Finding>,
 ) {
-    let meta = &gw.meta;
     let Some(sel) = gw.spec.selector.as_ref().filter(|s| !s.value.is_empty()) else {
         return;
     };
@@ -1539,82 +1586,95 @@ fn gateway_selector(
         return;
     }
     let gateways: Vec<&model::Workload> = m.workloads.iter().filter(|w| w.is_gateway()).collect();
-    let (k, v) = m.expected_ingress_label();
-    let expected = format!("{k}: {v}");
-    let chart_note = format!(
-        "the Helm gateway chart labels the Pods of release {} `{expected}` (docs and istioctl use `istio: ingressgateway`)",
-        m.ingress.service
-    );
-    let shown = show_labels(&sel.value);
     if m.live || !gateways.is_empty() {
-        let seen: BTreeSet<String> = gateways
-            .iter()
-            .filter_map(|w| w.labels.get("istio").map(|i| format!("istio: {i}")))
-            .collect();
-        let hint = if seen.is_empty() {
-            format!("no gateway workload is known; install the ingress gateway. Note: {chart_note}")
-        } else {
-            format!(
-                "gateway workloads here are labelled {}; {chart_note}",
-                seen.into_iter().collect::<Vec<_>>().join(" or ")
-            )
-        };
-        let where_ = if m.live {
-            "in the cluster"
-        } else {
-            "in the checked objects"
-        };
-        let f = Finding::new(
-            "ML0201",
-            Severity::Error,
-            meta,
-            sel.pos,
-            format!(
-                "selector {shown} matches no gateway workload {where_}: no proxy serves this Gateway"
-            ),
-            hint,
-        );
-        out.push(if m.live { f.live() } else { f });
+        out.push(selector_matches_no_gateway(m, &gw.meta, sel, &gateways));
         return;
     }
     // Offline with no gateway workload in the inputs: the Pods live in another namespace and
     // chart, so nothing can be proven. Only say something when the selector differs from what
     // the configured ingress (installed with the Helm chart) would carry.
+    let (k, v) = m.expected_ingress_label();
     if sel.value.len() != 1 || sel.value.get(&k) != Some(&v) {
+        let expected = format!("{k}: {v}");
         out.push(Finding::new(
             "ML0201",
             Severity::Info,
-            meta,
+            &gw.meta,
             sel.pos,
             format!(
-                "selector {shown} cannot be checked offline (no gateway workload in the checked objects), and it is not `{expected}`"
+                "selector {} cannot be checked offline (no gateway workload in the checked objects), and it is not `{expected}`",
+                show_labels(&sel.value)
             ),
-            format!("if the ingress is the Helm release {}, use `selector: {{{expected}}}`: {chart_note}", m.ingress.service),
+            format!(
+                "if the ingress is the Helm release {}, use `selector: {{{expected}}}`: {}",
+                m.ingress.service,
+                chart_note(m)
+            ),
         ));
     }
 }
 
+/// How the Helm gateway chart labels its Pods, for hints about selectors.
+fn chart_note(m: &Model) -> String {
+    let (k, v) = m.expected_ingress_label();
+    format!(
+        "the Helm gateway chart labels the Pods of release {} `{k}: {v}` (docs and istioctl use `istio: ingressgateway`)",
+        m.ingress.service
+    )
+}
+
+/// The finding for a selector that matches none of the known gateway workloads, with
+/// their `istio` labels as a hint.
+fn selector_matches_no_gateway(
+    m: &Model,
+    meta: &Meta,
+    sel: &Loc<BTreeMap<String, String>>,
+    gateways: &[&model::Workload],
+) -> Finding {
+    let seen: BTreeSet<String> = gateways
+        .iter()
+        .filter_map(|w| w.labels.get("istio").map(|i| format!("istio: {i}")))
+        .collect();
+    let hint = if seen.is_empty() {
+        format!(
+            "no gateway workload is known; install the ingress gateway. Note: {}",
+            chart_note(m)
+        )
+    } else {
+        format!(
+            "gateway workloads here are labelled {}; {}",
+            seen.into_iter().collect::<Vec<_>>().join(" or "),
+            chart_note(m)
+        )
+    };
+    let where_ = if m.live {
+        "in the cluster"
+    } else {
+        "in the checked objects"
+    };
+    let f = Finding::new(
+        "ML0201",
+        Severity::Error,
+        meta,
+        sel.pos,
+        format!(
+            "selector {} matches no gateway workload {where_}: no proxy serves this Gateway",
+            show_labels(&sel.value)
+        ),
+        hint,
+    );
+    if m.live { f.live() } else { f }
+}
+
+/// Each server port against the Services of the gateway workloads: a port that is
+/// neither a port nor a targetPort of them.
 fn gateway_service_ports(
     m: &Model,
     gw: &model::Gateway,
     candidates: &[&model::Workload],
     out: &mut Vec<Finding>,
 ) {
-    if candidates.is_empty() {
-        return;
-    }
-    let services: Vec<&Service> = m
-        .services
-        .iter()
-        .filter(|s| {
-            s.selector.as_ref().is_some_and(|sel| {
-                !sel.is_empty()
-                    && candidates
-                        .iter()
-                        .any(|w| w.namespace == s.namespace && selects(sel, &w.labels))
-            })
-        })
-        .collect();
+    let services = gateway_services(m, candidates);
     if services.is_empty() {
         return;
     }
@@ -1656,6 +1716,24 @@ fn gateway_service_ports(
             ));
         }
     }
+}
+
+/// The Services whose selector picks one of the gateway workloads (in its namespace).
+fn gateway_services<'a>(m: &'a Model, candidates: &[&model::Workload]) -> Vec<&'a Service> {
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    m.services
+        .iter()
+        .filter(|s| {
+            s.selector.as_ref().is_some_and(|sel| {
+                !sel.is_empty()
+                    && candidates
+                        .iter()
+                        .any(|w| w.namespace == s.namespace && selects(sel, &w.labels))
+            })
+        })
+        .collect()
 }
 
 fn conflicting_gateways(m: &Model, out: &mut Vec<Finding>) {
