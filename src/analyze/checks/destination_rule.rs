@@ -41,6 +41,19 @@ fn destination_rule<'a>(
         rule_host_not_found(m, meta, h, host, out);
     }
     repeated_rule_host(dr, h, host, seen, out);
+    subsets(m, dr, host, svc, out);
+}
+
+/// The subsets of a rule: names used twice, subsets without labels, and labels that
+/// select none of the Service's Pods.
+fn subsets(
+    m: &Model,
+    dr: &model::DestinationRule,
+    host: &str,
+    svc: Option<&Service>,
+    out: &mut Vec<Finding>,
+) {
+    let meta = &dr.meta;
     let mut names: BTreeSet<&str> = BTreeSet::new();
     for s in &dr.spec.subsets {
         if !names.insert(&s.name.value) {

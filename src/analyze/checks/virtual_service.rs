@@ -201,12 +201,6 @@ fn gateway_not_found(
     out: &mut Vec<Finding>,
 ) {
     let own_ns = meta.namespace();
-    let elsewhere: Vec<String> = m
-        .gateways
-        .iter()
-        .filter(|g| g.meta.name() == name)
-        .map(|g| g.meta.ns_name())
-        .collect();
     let known_ns =
         namespace == own_ns || m.gateways.iter().any(|g| g.meta.namespace() == namespace);
     let severity = if known_ns || m.live {
@@ -214,21 +208,7 @@ fn gateway_not_found(
     } else {
         Severity::Warning
     };
-    let hint = if let Some(g) = elsewhere.first() {
-        format!("Gateway {g} exists: write `{g}` (a bare name means this namespace)")
-    } else {
-        let here: Vec<String> = m
-            .gateways
-            .iter()
-            .filter(|g| g.meta.namespace() == namespace)
-            .map(|g| g.meta.name().to_string())
-            .collect();
-        if here.is_empty() {
-            format!("define Gateway {namespace}/{name}, or fix the reference")
-        } else {
-            format!("Gateways in {namespace}: {}", here.join(", "))
-        }
-    };
+    let hint = gateway_not_found_hint(m, namespace, name);
     let where_ = if severity == Severity::Error {
         String::new()
     } else {
@@ -245,6 +225,32 @@ fn gateway_not_found(
         ),
         hint,
     ));
+}
+
+/// The hint for a missing Gateway: a Gateway of that name in another namespace, else
+/// the Gateways of the namespace named.
+fn gateway_not_found_hint(m: &Model, namespace: &str, name: &str) -> String {
+    let elsewhere: Vec<String> = m
+        .gateways
+        .iter()
+        .filter(|g| g.meta.name() == name)
+        .map(|g| g.meta.ns_name())
+        .collect();
+    if let Some(g) = elsewhere.first() {
+        format!("Gateway {g} exists: write `{g}` (a bare name means this namespace)")
+    } else {
+        let here: Vec<String> = m
+            .gateways
+            .iter()
+            .filter(|g| g.meta.namespace() == namespace)
+            .map(|g| g.meta.name().to_string())
+            .collect();
+        if here.is_empty() {
+            format!("define Gateway {namespace}/{name}, or fix the reference")
+        } else {
+            format!("Gateways in {namespace}: {}", here.join(", "))
+        }
+    }
 }
 
 /// Each bound Gateway that serves no host of the VirtualService answers 404: an error
