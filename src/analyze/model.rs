@@ -142,6 +142,34 @@ pub struct VirtualService {
 }
 
 impl VirtualService {
+    /// The view of a VirtualService written in namespace `ns`: its gateways resolved
+    /// (omitted means `mesh` only) and its hosts expanded.
+    fn written(meta: Meta, spec: VirtualServiceSpec, ns: &str) -> VirtualService {
+        let gateways = match &spec.gateways {
+            Some(list) if !list.value.is_empty() => list
+                .value
+                .iter()
+                .map(|g| GatewayRef::parse(g, ns))
+                .collect(),
+            _ => vec![GatewayRef {
+                raw: Loc {
+                    pos: Pos::default(),
+                    value: "mesh".into(),
+                },
+                target: GatewayTarget::Mesh,
+                legacy_dotted: false,
+            }],
+        };
+        let hosts = spec.hosts.iter().map(|h| fqdn(h, ns)).collect();
+        VirtualService {
+            meta,
+            spec,
+            gateways,
+            hosts,
+            rule_sources: Vec::new(),
+        }
+    }
+
     /// The object rule `i` of `spec.http` was written in.
     pub fn rule_meta(&self, i: usize) -> &Meta {
         self.rule_sources.get(i).unwrap_or(&self.meta)
@@ -395,55 +423,16 @@ pub fn workload_from_json(v: &J, live: bool) -> Option<Workload> {
     let kind = v["kind"].as_str()?;
     let name = str_at(v, &["metadata", "name"])?;
     let namespace = str_at(v, &["metadata", "namespace"]).unwrap_or("default");
-    let (meta, spec, is_pod) = match kind {
-        "Pod" => (&v["metadata"], &v["spec"], true),
-        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => (
-            &v["spec"]["template"]["metadata"],
-            &v["spec"]["template"]["spec"],
-            false,
-        ),
-        "CronJob" => (
-            &v["spec"]["jobTemplate"]["spec"]["template"]["metadata"],
-            &v["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-            false,
-        ),
-        _ => return None,
-    };
+    let (meta, spec, is_pod) = pod_template(v, kind)?;
     // A live ReplicaSet duplicates its Deployment's template and the Pods; skip it.
     if live && kind == "ReplicaSet" {
         return None;
     }
     let labels = map_at(meta, &["labels"]);
     let annotations = map_at(meta, &["annotations"]);
-    let replicas = match kind {
-        "Deployment" | "StatefulSet" | "ReplicaSet" => v["spec"]["replicas"]
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(1),
-        _ => 1,
-    };
     let containers = spec["containers"].as_array().cloned().unwrap_or_default();
-    let container_ports = containers
-        .iter()
-        .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
-        .filter_map(|p| {
-            Some((
-                p["name"].as_str().map(str::to_string),
-                u32::try_from(p["containerPort"].as_u64()?).ok()?,
-            ))
-        })
-        .collect();
     let (ready, has_proxy) = if is_pod && live {
-        let ready = v["status"]["conditions"].as_array().map(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        });
-        let proxy = containers.iter().any(|c| c["name"] == "istio-proxy")
-            || spec["initContainers"]
-                .as_array()
-                .is_some_and(|cs| cs.iter().any(|c| c["name"] == "istio-proxy"))
-            || annotations.contains_key("sidecar.istio.io/status");
-        (Some(ready.unwrap_or(false)), Some(proxy))
+        pod_status(v, spec, &containers, &annotations)
     } else {
         (None, None)
     };
@@ -456,9 +445,72 @@ pub fn workload_from_json(v: &J, live: bool) -> Option<Workload> {
         is_pod: is_pod && live,
         ready,
         has_proxy,
-        container_ports,
-        replicas,
+        container_ports: container_ports(&containers),
+        replicas: replicas(v, kind),
     })
+}
+
+/// The Pod metadata and spec a workload object of `kind` carries, and whether it is a Pod
+/// itself; `None` for a kind that runs no Pods.
+fn pod_template<'a>(v: &'a J, kind: &str) -> Option<(&'a J, &'a J, bool)> {
+    match kind {
+        "Pod" => Some((&v["metadata"], &v["spec"], true)),
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some((
+            &v["spec"]["template"]["metadata"],
+            &v["spec"]["template"]["spec"],
+            false,
+        )),
+        "CronJob" => Some((
+            &v["spec"]["jobTemplate"]["spec"]["template"]["metadata"],
+            &v["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            false,
+        )),
+        _ => None,
+    }
+}
+
+/// How many Pods a workload asks for (1 for the kinds without `replicas`).
+fn replicas(v: &J, kind: &str) -> u32 {
+    match kind {
+        "Deployment" | "StatefulSet" | "ReplicaSet" => v["spec"]["replicas"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1),
+        _ => 1,
+    }
+}
+
+/// The declared container ports, with their names.
+fn container_ports(containers: &[J]) -> Vec<(Option<String>, u32)> {
+    containers
+        .iter()
+        .flat_map(|c| c["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| {
+            Some((
+                p["name"].as_str().map(str::to_string),
+                u32::try_from(p["containerPort"].as_u64()?).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Of a live Pod: whether it is Ready, and whether it runs the sidecar proxy.
+fn pod_status(
+    v: &J,
+    spec: &J,
+    containers: &[J],
+    annotations: &BTreeMap<String, String>,
+) -> (Option<bool>, Option<bool>) {
+    let ready = v["status"]["conditions"].as_array().map(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    let proxy = containers.iter().any(|c| c["name"] == "istio-proxy")
+        || spec["initContainers"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["name"] == "istio-proxy"))
+        || annotations.contains_key("sidecar.istio.io/status");
+    (Some(ready.unwrap_or(false)), Some(proxy))
 }
 
 fn endpoints_from_json(v: &J) -> Option<Endpoints> {
@@ -610,111 +662,96 @@ impl Model {
         for obj in objects {
             if obj.key.group == crate::manifest::gatewayapi::GATEWAY_API {
                 gatewayapi::read(&mut m, obj);
-                continue;
-            }
-            if obj.key.group != NETWORKING {
-                continue;
-            }
-            let meta = Meta::of(obj);
-            let ns = obj.key.namespace.clone();
-            let failed = |e: crate::manifest::yaml::ViewError| {
-                Finding::new(
-                    "ML0002",
-                    Severity::Error,
-                    &meta,
-                    e.pos,
-                    e.to_string(),
-                    "fix the field's type; see the Istio reference for this kind",
-                )
-            };
-            match obj.key.kind.as_str() {
-                "Gateway" => match istio::spec::<GatewaySpec>(&obj.node) {
-                    Ok(spec) => m.gateways.push(Gateway {
-                        meta: meta.clone(),
-                        spec,
-                    }),
-                    Err(e) => m.problems.push(failed(e)),
-                },
-                "VirtualService" => match istio::spec::<VirtualServiceSpec>(&obj.node) {
-                    Ok(spec) => {
-                        let gateways = match &spec.gateways {
-                            Some(list) if !list.value.is_empty() => list
-                                .value
-                                .iter()
-                                .map(|g| GatewayRef::parse(g, &ns))
-                                .collect(),
-                            _ => vec![GatewayRef {
-                                raw: Loc {
-                                    pos: Pos::default(),
-                                    value: "mesh".into(),
-                                },
-                                target: GatewayTarget::Mesh,
-                                legacy_dotted: false,
-                            }],
-                        };
-                        let hosts = spec.hosts.iter().map(|h| fqdn(h, &ns)).collect();
-                        m.virtual_services.push(VirtualService {
-                            meta: meta.clone(),
-                            spec,
-                            gateways,
-                            hosts,
-                            rule_sources: Vec::new(),
-                        });
-                    }
-                    Err(e) => m.problems.push(failed(e)),
-                },
-                "DestinationRule" => match istio::spec::<DestinationRuleSpec>(&obj.node) {
-                    Ok(spec) => {
-                        let host = spec.host.as_ref().map(|h| fqdn(h, &ns));
-                        m.destination_rules.push(DestinationRule {
-                            meta: meta.clone(),
-                            spec,
-                            host,
-                        });
-                    }
-                    Err(e) => m.problems.push(failed(e)),
-                },
-                "ServiceEntry" => match istio::spec::<ServiceEntrySpec>(&obj.node) {
-                    Ok(spec) => m.service_entries.push(ServiceEntry {
-                        meta: meta.clone(),
-                        spec,
-                    }),
-                    Err(e) => m.problems.push(failed(e)),
-                },
-                _ => {}
+            } else if obj.key.group == NETWORKING {
+                m.read_istio(obj);
             }
         }
         for obj in others {
-            match obj.key.kind.as_str() {
-                "GatewayClass" | "Namespace" => gatewayapi::read(&mut m, obj),
-                "Service" if obj.key.group.is_empty() => {
-                    if let Some(s) = service_from_json(&obj.body, Some(obj), false) {
-                        m.service_ns.insert(s.namespace.clone());
-                        m.services.push(s);
-                    }
-                }
-                _ => {
-                    if let Some(w) = workload_from_json(&obj.body, false) {
-                        m.workload_ns.insert(w.namespace.clone());
-                        m.workloads.push(w);
-                    }
-                }
-            }
+            m.read_other(obj);
         }
         if let Some(f) = facts {
-            // Sources first: the desired definition of a Service wins over the deployed one.
-            for s in &f.services {
-                if m.service(&s.namespace, &s.name).is_none() {
-                    m.services.push(s.clone());
-                }
-            }
-            m.workloads.extend(f.workloads.iter().cloned());
-            m.endpoints = f.endpoints.clone();
-            m.namespaces = f.namespaces.clone();
-            m.secrets = f.secrets.clone();
+            m.add_facts(f);
         }
         gatewayapi::translate(&mut m);
         m
+    }
+
+    /// Reads one Istio networking object into its typed view; an object whose spec cannot
+    /// be read becomes a problem (ML0002) instead.
+    fn read_istio(&mut self, obj: &SourceObject) {
+        let meta = Meta::of(obj);
+        let ns = obj.key.namespace.as_str();
+        let read = match obj.key.kind.as_str() {
+            "Gateway" => istio::spec::<GatewaySpec>(&obj.node).map(|spec| {
+                self.gateways.push(Gateway {
+                    meta: meta.clone(),
+                    spec,
+                })
+            }),
+            "VirtualService" => istio::spec::<VirtualServiceSpec>(&obj.node).map(|spec| {
+                self.virtual_services
+                    .push(VirtualService::written(meta.clone(), spec, ns))
+            }),
+            "DestinationRule" => istio::spec::<DestinationRuleSpec>(&obj.node).map(|spec| {
+                let host = spec.host.as_ref().map(|h| fqdn(h, ns));
+                self.destination_rules.push(DestinationRule {
+                    meta: meta.clone(),
+                    spec,
+                    host,
+                })
+            }),
+            "ServiceEntry" => istio::spec::<ServiceEntrySpec>(&obj.node).map(|spec| {
+                self.service_entries.push(ServiceEntry {
+                    meta: meta.clone(),
+                    spec,
+                })
+            }),
+            _ => Ok(()),
+        };
+        if let Err(e) = read {
+            self.problems.push(Finding::new(
+                "ML0002",
+                Severity::Error,
+                &meta,
+                e.pos,
+                e.to_string(),
+                "fix the field's type; see the Istio reference for this kind",
+            ));
+        }
+    }
+
+    /// Reads one non-owned object of the sources: a Service, a workload, or what the
+    /// Gateway API translation needs (GatewayClasses, Namespaces).
+    fn read_other(&mut self, obj: &SourceObject) {
+        match obj.key.kind.as_str() {
+            "GatewayClass" | "Namespace" => gatewayapi::read(self, obj),
+            "Service" if obj.key.group.is_empty() => {
+                if let Some(s) = service_from_json(&obj.body, Some(obj), false) {
+                    self.service_ns.insert(s.namespace.clone());
+                    self.services.push(s);
+                }
+            }
+            _ => {
+                if let Some(w) = workload_from_json(&obj.body, false) {
+                    self.workload_ns.insert(w.namespace.clone());
+                    self.workloads.push(w);
+                }
+            }
+        }
+    }
+
+    /// Adds the live facts. Sources come first: the desired definition of a Service wins
+    /// over the deployed one.
+    fn add_facts(&mut self, f: &Facts) {
+        for s in &f.services {
+            if self.service(&s.namespace, &s.name).is_none() {
+                self.services.push(s.clone());
+            }
+        }
+        self.workloads.extend(f.workloads.iter().cloned());
+        self.endpoints = f.endpoints.clone();
+        self.namespaces = f.namespaces.clone();
+        self.secrets = f.secrets.clone();
     }
 
     pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {
