@@ -15,12 +15,8 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use kube::runtime::wait::await_condition;
-use meshloop::cluster::{Cluster, Target};
-use meshloop::config::Config;
-use meshloop::daemon::{self, Daemon};
 use meshloop::engine::Status;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 /// Bounds every wait; generous because CI machines are shared.
 const WAIT: Duration = Duration::from_secs(60);
@@ -29,9 +25,7 @@ struct Running {
     dir: tempfile::TempDir,
     ns: support::TestNs,
     client: kube::Client,
-    daemon: Daemon,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    daemon: support::InProcess,
 }
 
 /// The subsets the VirtualServices route to, so analysis finds nothing to hold back.
@@ -63,32 +57,13 @@ impl Running {
             ),
         )
         .unwrap();
-        let config = Config::load(&dir.path().join("meshloop.yaml")).unwrap();
-        let cluster = Cluster::connect(&Target {
-            kubeconfig: Some(tc.kubeconfig.clone()),
-            context: None,
-        })
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stop = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = stop.clone();
-        let task = tokio::spawn(daemon::run(
-            config,
-            cluster,
-            listener,
-            async move { token.cancelled().await },
-            Some(tx),
-        ));
-        let daemon = rx.await.expect("daemon started");
+        let daemon =
+            support::InProcess::start(&dir.path().join("meshloop.yaml"), &tc.kubeconfig).await;
         let r = Running {
             dir,
             ns,
             client,
             daemon,
-            stop,
-            task,
         };
         r.wait_status("the first sync", |s| s.syncs >= 1).await;
         r
@@ -146,11 +121,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        let r = tokio::time::timeout(WAIT, self.task)
-            .await
-            .expect("daemon stops");
-        r.unwrap().unwrap();
+        self.daemon.stop().await;
     }
 }
 

@@ -13,13 +13,9 @@ use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use meshloop::cluster::{Cluster, Target};
-use meshloop::config::Config;
-use meshloop::daemon::{self, Daemon};
 use meshloop::engine::Status;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -36,9 +32,7 @@ struct Running {
     dir: tempfile::TempDir,
     ns: support::TestNs,
     client: kube::Client,
-    daemon: Daemon,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    daemon: support::InProcess,
 }
 
 impl Running {
@@ -60,32 +54,13 @@ impl Running {
             ),
         )
         .unwrap();
-        let config = Config::load(&dir.path().join("meshloop.yaml")).unwrap();
-        let cluster = Cluster::connect(&Target {
-            kubeconfig: Some(tc.kubeconfig.clone()),
-            context: None,
-        })
-        .await
-        .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stop = CancellationToken::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let token = stop.clone();
-        let task = tokio::spawn(daemon::run(
-            config,
-            cluster,
-            listener,
-            async move { token.cancelled().await },
-            Some(tx),
-        ));
-        let daemon = rx.await.expect("daemon started");
+        let daemon =
+            support::InProcess::start(&dir.path().join("meshloop.yaml"), &tc.kubeconfig).await;
         let r = Running {
             dir,
             ns,
             client,
             daemon,
-            stop,
-            task,
         };
         // The first sync and the verification it asks for are done before anyone listens.
         r.wait_status(|s| s.syncs >= 1 && s.verifications >= 1)
@@ -108,8 +83,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        self.stop.cancel();
-        self.task.await.unwrap().unwrap();
+        self.daemon.stop().await;
     }
 }
 

@@ -22,18 +22,8 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use meshloop::verify::Report;
 use support::IstioCluster;
+use support::run;
 use tempfile::TempDir;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// One app namespace: the chart's workloads, the app versions v1 and v2 as processes, and
 /// meshloop's project directory (meshloop.yaml, the values or routing files).
@@ -327,29 +317,10 @@ async fn the_charts_split_applied_by_meshloop_is_served_by_the_gateway() {
 /// gateway, and the daemon's next verification passes with the new split.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_to_50_50_is_followed_by_the_gateway_and_the_next_verification() {
-    use meshloop::cluster::{Cluster, Target};
-    use meshloop::config::Config;
     let ic = support::istio_cluster();
     let app = App::start(ic, "istio-save", &weights(90, 10), None).await;
-    let config = Config::load(&app.dir.path().join("meshloop.yaml")).unwrap();
-    let cluster = Cluster::connect(&Target {
-        kubeconfig: Some(ic.tc.kubeconfig.clone()),
-        context: None,
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let token = stop.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(meshloop::daemon::run(
-        config,
-        cluster,
-        listener,
-        async move { token.cancelled().await },
-        Some(tx),
-    ));
-    let d = rx.await.unwrap();
+    let d =
+        support::InProcess::start(&app.dir.path().join("meshloop.yaml"), &ic.tc.kubeconfig).await;
     let mut status = d.handles.status.clone();
     let first = status
         .wait_for(|s| s.verification.is_some())
@@ -380,8 +351,7 @@ async fn a_save_to_50_50_is_followed_by_the_gateway_and_the_next_verification() 
         split.shares.iter().all(|s| s.ok && s.observed > 20),
         "{split:#?}"
     );
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    d.stop().await;
 }
 
 const HEADER_ROUTING: &str = r#"apiVersion: networking.istio.io/v1

@@ -23,25 +23,11 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use support::browser::Browser;
+use support::{run, standin};
 use tempfile::TempDir;
 
 /// Bounds each wait on the page; generous because CI machines are shared.
 const WAIT_MS: u64 = 60_000;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn standin(args: &[&str]) -> String {
-    run(Command::new(support::repo_root().join("dev/standin.sh")).args(args))
-}
 
 fn helm_template(ns: &str, templates: &[&str]) -> String {
     let root = support::repo_root();

@@ -18,6 +18,7 @@ use kube::Api;
 use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use meshloop::verify::Report;
+use support::{run, standin};
 use tempfile::TempDir;
 
 /// One app namespace with the sample deployed behind a stand-in gateway.
@@ -28,21 +29,6 @@ struct Sample {
     dir: TempDir,
     standin: PathBuf,
     address: String,
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run a command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn standin(args: &[&str]) -> String {
-    run(Command::new(support::repo_root().join("dev/standin.sh")).args(args))
 }
 
 impl Sample {
@@ -368,28 +354,12 @@ async fn no_address_yet_is_said_clearly() {
 /// Multi-threaded: the test blocks on `meshloop verify`, which the daemon must answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_verifies_and_readyz_follows() {
-    use meshloop::cluster::{Cluster, Target};
-    use meshloop::config::Config;
     let s = Sample::start("verify-daemon", "90,10", CHECKS).await;
-    let config = Config::load(&s.dir.path().join("meshloop.yaml")).unwrap();
-    let cluster = Cluster::connect(&Target {
-        kubeconfig: Some(support::workload_cluster().kubeconfig.clone()),
-        context: None,
-    })
-    .await
-    .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stop = tokio_util::sync::CancellationToken::new();
-    let token = stop.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(meshloop::daemon::run(
-        config,
-        cluster,
-        listener,
-        async move { token.cancelled().await },
-        Some(tx),
-    ));
-    let d = rx.await.unwrap();
+    let d = support::InProcess::start(
+        &s.dir.path().join("meshloop.yaml"),
+        &support::workload_cluster().kubeconfig,
+    )
+    .await;
     let mut status = d.handles.status.clone();
     let st = status
         .wait_for(|s| s.verification.is_some() || s.last_sync.as_ref().is_some_and(|l| !l.ok))
@@ -435,8 +405,7 @@ async fn the_daemon_verifies_and_readyz_follows() {
     let (code, _) = http(&d.addr, "GET", "/readyz").await;
     assert_eq!(code, 200);
 
-    stop.cancel();
-    task.await.unwrap().unwrap();
+    d.stop().await;
 }
 
 /// A minimal HTTP/1.1 exchange with the daemon.

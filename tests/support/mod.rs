@@ -292,3 +292,71 @@ impl Drop for TestNs {
         .join();
     }
 }
+
+/// Runs a command that must succeed; returns its stdout (stdout and stderr shown if it fails).
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `dev/standin.sh ARGS...`, which must succeed.
+pub fn standin(args: &[&str]) -> String {
+    run(Command::new(repo_root().join("dev/standin.sh")).args(args))
+}
+
+/// A `meshloop up` running in this process, stopped by [`InProcess::stop`].
+pub struct InProcess {
+    pub daemon: meshloop::daemon::Daemon,
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), meshloop::daemon::DaemonError>>,
+}
+
+impl InProcess {
+    /// Starts the daemon with the config at `config` against the cluster of `kubeconfig`;
+    /// returns once its watches are registered and its listener is bound.
+    pub async fn start(config: &Path, kubeconfig: &Path) -> InProcess {
+        use meshloop::cluster::{Cluster, Target};
+        let config = meshloop::config::Config::load(config).unwrap();
+        let cluster = Cluster::connect(&Target {
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+            context: None,
+        })
+        .await
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(meshloop::daemon::run(
+            config,
+            cluster,
+            listener,
+            async move { token.cancelled().await },
+            Some(tx),
+        ));
+        let daemon = rx.await.expect("daemon started");
+        InProcess { daemon, stop, task }
+    }
+
+    /// Stops the daemon; it must stop cleanly, and within a minute.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let r = tokio::time::timeout(std::time::Duration::from_secs(60), self.task)
+            .await
+            .expect("daemon stops");
+        r.unwrap().unwrap();
+    }
+}
+
+impl std::ops::Deref for InProcess {
+    type Target = meshloop::daemon::Daemon;
+    fn deref(&self) -> &Self::Target {
+        &self.daemon
+    }
+}
