@@ -82,8 +82,13 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct VerifyCli {
     /// Run here even when a daemon answers.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "wait")]
     pub standalone: bool,
+    /// Wait up to this long for a daemon to answer on `listen` (one starting beside this
+    /// command, as under `tilt up`), and let its verification settle as its own runs after a
+    /// change do (`verify.settle_ms`). Runs here when none answers in time.
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<u64>,
     #[arg(long, short, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 }
@@ -313,8 +318,11 @@ async fn verify(global: &Global, args: VerifyCli) -> Result<(), Failure> {
     let config = load_config(global).map_err(Failure::Usage)?;
     let from_daemon = if args.standalone {
         None
+    } else if let Some(secs) = args.wait {
+        wait_for_daemon(&config.listen, std::time::Duration::from_secs(secs)).await;
+        ask_daemon(&config.listen, true).await
     } else {
-        ask_daemon(&config.listen).await
+        ask_daemon(&config.listen, false).await
     };
     let report = match from_daemon {
         Some(Ok(r)) => {
@@ -362,14 +370,40 @@ async fn verify(global: &Global, args: VerifyCli) -> Result<(), Failure> {
     }
 }
 
-/// `POST /verify` on a running daemon. `None` when nothing answers there (run standalone).
-async fn ask_daemon(listen: &str) -> Option<Result<crate::verify::Report, String>> {
+/// Waits until something accepts connections on `listen`, at most `limit`.
+async fn wait_for_daemon(listen: &str, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut wait = std::time::Duration::from_millis(50);
+    if tokio::net::TcpStream::connect(listen).await.is_ok() {
+        return;
+    }
+    eprintln!(
+        "(waiting for a daemon at {listen}, up to {} s)",
+        limit.as_secs()
+    );
+    while tokio::net::TcpStream::connect(listen).await.is_err() {
+        if tokio::time::Instant::now() + wait > deadline {
+            eprintln!(
+                "(no daemon answered at {listen} within {} s)",
+                limit.as_secs()
+            );
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_millis(500));
+    }
+}
+
+/// `POST /verify` on a running daemon (`settle`: retried within `verify.settle_ms`). `None`
+/// when nothing answers there (run standalone).
+async fn ask_daemon(listen: &str, settle: bool) -> Option<Result<crate::verify::Report, String>> {
     use http_body_util::{BodyExt, Full};
     let mut conn = hyper_util::client::legacy::connect::HttpConnector::new();
     conn.set_connect_timeout(Some(std::time::Duration::from_millis(500)));
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<bytes::Bytes>>(conn);
-    let req = http::Request::post(format!("http://{listen}/verify"))
+    let query = if settle { "?settle=true" } else { "" };
+    let req = http::Request::post(format!("http://{listen}/verify{query}"))
         .body(Full::default())
         .ok()?;
     let resp = match tokio::time::timeout(std::time::Duration::from_secs(180), client.request(req))

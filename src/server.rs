@@ -264,14 +264,22 @@ async fn reply<T: serde::Serialize>(
     Ok((code, Json(answer)).into_response())
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+struct VerifyQuery {
+    #[serde(default)]
+    settle: bool,
+}
+
 /// Runs a gateway verification (after any that is running) and returns its report: 200 when
-/// it passed, 422 when it failed.
+/// it passed, 422 when it failed. With `?settle=true` a failing run is retried within
+/// `verify.settle_ms`, as the daemon's own runs after a change are.
 async fn verify(
     State(App { handles: h, .. }): State<App>,
+    axum::extract::Query(q): axum::extract::Query<VerifyQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (tx, rx) = oneshot::channel();
-    h.verify.request("request", Some(tx));
+    h.verify.request("request", Some(tx), q.settle);
     reply(rx, |r| r.ok, &headers).await
 }
 

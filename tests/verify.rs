@@ -408,6 +408,51 @@ async fn the_daemon_verifies_and_readyz_follows() {
     d.stop().await;
 }
 
+/// Under `tilt up`, the gateway check starts beside the daemon: `meshloop verify --wait` waits
+/// until the daemon answers on `listen`, then takes its (settled) verification.
+#[tokio::test]
+async fn verify_wait_takes_the_verification_of_a_daemon_starting_beside_it() {
+    use std::io::{BufRead, BufReader};
+    let s = Sample::start("verify-wait", "90,10", CHECKS).await;
+    // A free port for the daemon, released so that nothing answers there until it starts.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = s.dir.path().join("meshloop.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}listen: 127.0.0.1:{port}\n")).unwrap();
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_meshloop"))
+        .args(["verify", "--wait", "120", "--kubeconfig"])
+        .arg(&support::workload_cluster().kubeconfig)
+        .current_dir(s.dir.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(cli.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("waiting for a daemon"), "{line}");
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let kubeconfig = &support::workload_cluster().kubeconfig;
+    let d = support::InProcess::start_on(&cfg, kubeconfig, listener).await;
+    let out = tokio::task::spawn_blocking(move || cli.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(rest.contains("verified by the daemon"), "{rest}\n{stdout}");
+    assert!(out.status.success(), "{rest}\n{stdout}");
+    d.stop().await;
+}
+
 /// A minimal HTTP/1.1 exchange with the daemon.
 async fn http(addr: &std::net::SocketAddr, method: &str, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

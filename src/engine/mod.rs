@@ -910,7 +910,7 @@ impl Engine {
     fn request_verification(&self, why: &str) {
         debug!(reason = why, "verification requested");
         self.status.send_modify(|s| s.verifications_requested += 1);
-        self.verify.request(why, None);
+        self.verify.request(why, None, false);
     }
 }
 

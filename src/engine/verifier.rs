@@ -39,14 +39,16 @@ pub struct VerifyQueue {
 }
 
 impl VerifyQueue {
-    /// Asks for a run; `reply` gets its report.
-    pub fn request(&self, why: &str, reply: Option<oneshot::Sender<Report>>) {
+    /// Asks for a run; `reply` gets its report. A run with a reply reports at once, unless
+    /// every reply asked it to `settle` (retried within `verify.settle_ms` as the automatic
+    /// runs are, for a check made right after a change).
+    pub fn request(&self, why: &str, reply: Option<oneshot::Sender<Report>>, settle: bool) {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.trigger.is_none() || reply.is_some() {
             p.trigger = Some(why.to_string());
         }
         if let Some(r) = reply {
-            p.requested = true;
+            p.requested |= !settle;
             p.replies.push(r);
         }
         drop(p);
@@ -183,20 +185,26 @@ mod tests {
     fn requests_coalesce_into_one_run_and_every_reply_is_kept() {
         let q = VerifyQueue::default();
         assert!(q.take().is_none());
-        q.request("routing changed", None);
+        q.request("routing changed", None, false);
         let (tx1, _rx1) = oneshot::channel();
         let (tx2, _rx2) = oneshot::channel();
-        q.request("request", Some(tx1));
-        q.request("rollout complete", None);
-        q.request("request", Some(tx2));
+        q.request("request", Some(tx1), false);
+        q.request("rollout complete", None, false);
+        q.request("request", Some(tx2), true);
         let (trigger, requested, replies) = q.take().expect("one run is due");
         assert_eq!(trigger, "request", "a requested run says so");
         assert!(requested);
         assert_eq!(replies.len(), 2);
         assert!(q.take().is_none(), "one run serves them all");
-        q.request("rollout complete", None);
+        q.request("rollout complete", None, false);
         let (trigger, requested, replies) = q.take().unwrap();
         assert_eq!(trigger, "rollout complete");
         assert!(!requested && replies.is_empty());
+
+        // A run only settling replies wait for retries, as an automatic run does.
+        let (tx3, _rx3) = oneshot::channel();
+        q.request("request", Some(tx3), true);
+        let (_, requested, replies) = q.take().unwrap();
+        assert!(!requested && replies.len() == 1);
     }
 }

@@ -321,6 +321,16 @@ impl InProcess {
     /// Starts the daemon with the config at `config` against the cluster of `kubeconfig`;
     /// returns once its watches are registered and its listener is bound.
     pub async fn start(config: &Path, kubeconfig: &Path) -> InProcess {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        InProcess::start_on(config, kubeconfig, listener).await
+    }
+
+    /// [`InProcess::start`] with the listener given.
+    pub async fn start_on(
+        config: &Path,
+        kubeconfig: &Path,
+        listener: tokio::net::TcpListener,
+    ) -> InProcess {
         use meshloop::cluster::{Cluster, Target};
         let config = meshloop::config::Config::load(config).unwrap();
         let cluster = Cluster::connect(&Target {
@@ -329,7 +339,6 @@ impl InProcess {
         })
         .await
         .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
         let token = stop.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
