@@ -6,7 +6,7 @@
 # - Builds Tilt once (dev/check-tiltfile.sh --build: v0.37.7, cached) and runs it.
 # - Puts the cached control-plane binaries (helm for the Tiltfile's helm(), kubectl) on PATH.
 # - A Tilt built from its module has no web UI assets, and its `--web-mode=local` (which this
-#   adds to `up` and `ci` unless a --web-mode is given) runs `yarn install` and a webpack dev
+#   adds to `up` and `ci` unless a --web-mode is given, with a free --webdev-port) runs `yarn install` and a webpack dev
 #   server in Tilt's read-only module directory, and exits when that fails. A `yarn` stand-in
 #   on PATH (it does nothing, and `yarn run` waits until Tilt exits) lets Tilt start: its API, `tilt
 #   get/logs/wait`, the buttons through the API and the HUD port all work, but the port serves
@@ -31,13 +31,20 @@ export PATH="$shim:$cp_bin:$PATH"
 export TILT_DISABLE_ANALYTICS=${TILT_DISABLE_ANALYTICS:-1}
 
 if [[ ${1:-} == up || ${1:-} == ci ]]; then
-	web_mode_given=0
+	web_mode_given=0 webdev_port_given=0
 	for a in "${@:2}"; do
 		[[ $a == -- ]] && break
 		[[ $a == --web-mode* ]] && web_mode_given=1
+		[[ $a == --webdev-port* ]] && webdev_port_given=1
 	done
 	if ((!web_mode_given)); then
 		set -- "$1" --web-mode=local "${@:2}"
+		# Tilt checks that the dev server's port is free (default 46764, inside the range the
+		# kernel hands out to other sockets); the stand-in binds nothing, so any free port does.
+		if ((!webdev_port_given)); then
+			port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')
+			set -- "$1" "--webdev-port=$port" "${@:2}"
+		fi
 	fi
 fi
 exec "$TILT" "$@"
