@@ -113,6 +113,11 @@ pub struct Ingress {
     /// An address to use when the Service has none (`host:port`).
     #[serde(default)]
     pub address: Option<String>,
+    /// A Gateway API Gateway (of class `istio`, in `namespace`) as the ingress: its address
+    /// is the one istiod writes into its `status.addresses`, its Service the `<name>-istio`
+    /// istiod deploys (unless `service` is set), its port 80 (unless `port` is set).
+    #[serde(default)]
+    pub gateway: Option<String>,
 }
 
 impl Ingress {
@@ -134,7 +139,24 @@ impl Default for Ingress {
             service: Self::default_service(),
             port: Self::default_port(),
             address: None,
+            gateway: None,
         }
+    }
+}
+
+impl Ingress {
+    /// For `gateway:`, the Service and port istiod deploys for that Gateway where the config
+    /// leaves the Istio chart's defaults.
+    fn for_gateway(mut self) -> Ingress {
+        if let Some(g) = &self.gateway {
+            if self.service == Self::default_service() {
+                self.service = format!("{g}-istio");
+            }
+            if self.port == Self::default_port() {
+                self.port = "80".into();
+            }
+        }
+        self
     }
 }
 
@@ -382,7 +404,7 @@ impl Config {
                 .unwrap_or_else(|| "helm".into()),
             drift: raw.drift.unwrap_or_default(),
             block_on: raw.block_on.unwrap_or_default(),
-            ingress: raw.ingress.unwrap_or_default(),
+            ingress: raw.ingress.unwrap_or_default().for_gateway(),
             checks: raw.checks,
             verify: raw.verify.unwrap_or_default(),
             limits: raw.limits.unwrap_or_default(),

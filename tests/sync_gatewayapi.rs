@@ -222,3 +222,47 @@ async fn cel_rejections_come_back_for_the_route_only() {
     assert_eq!(outcome(&r, "Gateway", "public"), &Outcome::Created);
     assert!(p.get("v1", "HTTPRoute", "bad").await.is_none());
 }
+
+/// With `ingress.gateway`, the ingress address is the one istiod writes into the Gateway's
+/// `status.addresses` (a cluster-internal hostname passed over), with its HTTP listener's port;
+/// before any address is written there, the Service istiod deploys is looked for.
+#[tokio::test]
+async fn the_ingress_address_comes_from_the_gateway_status() {
+    use kube::api::{Patch, PatchParams};
+    use meshloop::verify::address::{self, AddressError};
+    let p = Project::new("gwapi-addr").await;
+    p.write(
+        "routing/gateway.yaml",
+        &GATEWAY.replace("port: 80", "port: 8080"),
+    );
+    p.write(
+        "meshloop.yaml",
+        &format!(
+            "instance: {0}\nnamespace: {0}\nsources:\n  - dir: routing\ningress: {{namespace: {0}, gateway: public}}\n",
+            p.ns.name
+        ),
+    );
+    assert!(p.sync().await.ok());
+    let config = Config::load(&p.dir.path().join("meshloop.yaml")).unwrap();
+    assert_eq!(config.ingress.service, "public-istio");
+
+    let none = address::resolve(Some(&p.client), &config.ingress, None).await;
+    let missing = format!("{}/public-istio", p.ns.name);
+    assert_eq!(none, Err(AddressError::Missing(missing)));
+
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(p.client.clone(), &p.ns.name, &ApiResource::from_gvk(&gvk));
+    let status = serde_json::json!({"status": {"addresses": [
+        {"type": "Hostname", "value": format!("public-istio.{}.svc.cluster.local", p.ns.name)},
+        {"type": "IPAddress", "value": "127.0.0.9"},
+    ]}});
+    api.patch_status("public", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    let a = address::resolve(Some(&p.client), &config.ingress, None)
+        .await
+        .unwrap();
+    assert_eq!((a.host.as_str(), a.port), ("127.0.0.9", 8080), "{a:?}");
+    assert!(a.via.contains("status.addresses of Gateway"), "{}", a.via);
+}

@@ -9,6 +9,11 @@
 //!    on both sides);
 //! 3. `ingress.address` from the config.
 //!
+//! With `ingress.gateway` (a Gateway API Gateway), the first address istiod wrote into the
+//! Gateway's `status.addresses` comes before all of these, with the port of its first HTTP
+//! listener; a cluster-internal hostname there (`*.cluster.local`, what istiod writes when the
+//! Service has no load balancer) is passed over.
+//!
 //! The result says which one was used. Node addresses are tried with a TCP connect, because a
 //! kind node's address is reachable from the host only on Linux.
 
@@ -16,7 +21,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Node, Service, ServicePort};
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde::Serialize;
 
 use crate::config::Ingress;
@@ -127,6 +132,9 @@ pub async fn resolve(
     let Some(client) = client else {
         return from_config(ing, "").unwrap_or(Err(AddressError::NoCluster));
     };
+    if let Some(a) = gateway_status(client, ing).await {
+        return Ok(a);
+    }
     let Some(svc) = svc else {
         return from_config(ing, &format!(" (Service {svc_name} not found)"))
             .unwrap_or(Err(AddressError::Missing(svc_name)));
@@ -156,6 +164,34 @@ pub async fn resolve(
         }
     }
     from_config(ing, "").unwrap_or_else(|| Err(no_address(svc, svc_name)))
+}
+
+/// The first usable address of `status.addresses` of the Gateway named by `ingress.gateway`.
+async fn gateway_status(client: &Client, ing: &Ingress) -> Option<Address> {
+    let name = ing.gateway.as_deref()?;
+    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway");
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &ing.namespace, &ApiResource::from_gvk(&gvk));
+    let gw = api.get_opt(name).await.ok()??;
+    let listener = gw.data["spec"]["listeners"]
+        .as_array()?
+        .iter()
+        .find(|l| l["protocol"] == "HTTP")?;
+    let port = u16::try_from(listener["port"].as_u64()?).ok()?;
+    let host = gw.data["status"]["addresses"]
+        .as_array()?
+        .iter()
+        .filter_map(|a| a["value"].as_str())
+        .find(|v| !v.is_empty() && !v.ends_with(".cluster.local"))?;
+    Some(Address {
+        host: host.to_string(),
+        port,
+        via: format!(
+            "status.addresses of Gateway {}/{name}, listener {} port {port}",
+            ing.namespace,
+            listener["name"].as_str().unwrap_or("?")
+        ),
+    })
 }
 
 /// The Service has no port named or numbered as the config's `ingress.port`.
