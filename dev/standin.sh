@@ -39,6 +39,12 @@
 #       Pod of Deployment istio-ingress/istio-ingress; returns once it applied istiod's first
 #       configuration; the last line printed is its address, GATEWAY_IP:80. --weights, --host
 #       and --ingress-namespace are nginx's and ignored; --versions "" starts the gateway alone.
+#       --gateway-api NAME (implies --gateway istio): dev/gateway poses instead as the Pod
+#       istiod deploys for the Gateway API Gateway NAME of class istio in --namespace (Deployment
+#       NAME-istio, label gateway.networking.k8s.io/gateway-name=NAME), and this plays the load
+#       balancer of its Service NAME-istio: status.loadBalancer.ingress[0].ip is an address of
+#       the cluster's own (dev/localcluster address), which istiod then writes into the
+#       Gateway's status.addresses. Apply the Gateway first; this waits for its Pod.
 #       --gateway none: the app versions only (several app namespaces share the one gateway of
 #       an --istio cluster).
 #       --gateway nginx:
@@ -145,14 +151,14 @@ save_state() {
 		printf 'ID=%q\nSLOT=%q\nPORT=%q\nNODEPORT=%q\nGEN=%q\n' "$ID" "$SLOT" "$PORT" "$NODEPORT" "$GEN"
 		printf 'VERSIONS=%q\nWEIGHTS=%q\nHOSTS=%q\nNAMESPACE=%q\nAPP=%q\nC=%q\nINGRESS_NS=%q\n' \
 			"$VERSIONS" "$WEIGHTS" "$HOSTS" "$NAMESPACE" "$APP" "$C" "$INGRESS_NS"
-		printf 'GATEWAY=%q\nGW_ADDR=%q\nGW_ADMIN=%q\n' "$GATEWAY" "$GW_ADDR" "$GW_ADMIN"
+		printf 'GATEWAY=%q\nGW_ADDR=%q\nGW_ADMIN=%q\nGWAPI=%q\n' "$GATEWAY" "$GW_ADDR" "$GW_ADMIN" "$GWAPI"
 	} >"$f.tmp"
 	mv "$f.tmp" "$f"
 }
 
 load_state() {
 	[[ -f $D/standin/state ]] || die "nothing is up in $D (dev/standin.sh up $D)"
-	C=$D INGRESS_NS=istio-ingress GATEWAY=nginx GW_ADDR="" GW_ADMIN=""
+	C=$D INGRESS_NS=istio-ingress GATEWAY=nginx GW_ADDR="" GW_ADMIN="" GWAPI=""
 	# shellcheck source=/dev/null # written by save_state
 	. "$D/standin/state"
 }
@@ -597,16 +603,37 @@ build_gateway() {
 	printf '%s\n' "$out"
 }
 
-# gateway_pod: "NAME IP LABELS" of the gateway chart's Running Pod (labels as k=v,k=v).
+# gateway_ns, gateway_selector: the namespace and labels of the Pods dev/gateway poses as: the
+# gateway chart's, or those istiod deploys for the Gateway API Gateway $GWAPI.
+gateway_ns() { if [[ -n $GWAPI ]]; then printf '%s\n' "$NAMESPACE"; else printf 'istio-ingress\n'; fi; }
+gateway_selector() {
+	if [[ -n $GWAPI ]]; then
+		printf 'gateway.networking.k8s.io/gateway-name=%s\n' "$GWAPI"
+	else
+		printf 'app=istio-ingress,istio=ingress\n'
+	fi
+}
+
+# gateway_pod: "NAME IP LABELS" of the gateway's Running Pod (labels as k=v,k=v).
 gateway_pod() {
 	# shellcheck disable=SC2016 # a Go template, not shell
-	kube -n istio-ingress get pods -l app=istio-ingress,istio=ingress \
+	kube -n "$(gateway_ns)" get pods -l "$(gateway_selector)" \
 		--field-selector=status.phase=Running -o go-template \
 		--template '{{range .items}}{{if not .metadata.deletionTimestamp}}{{.metadata.name}} {{.status.podIP}} {{range $k, $v := .metadata.labels}}{{$k}}={{$v}},{{end}}{{"\n"}}{{end}}{{end}}' |
 		sed 's/,$//' | head -n 1
 }
 
 gateway_ready() { curl_q "http://$GW_ADMIN/ready"; }
+
+# play_load_balancer NS SVC IP: what a cloud load balancer does for a LoadBalancer Service:
+# status.loadBalancer.ingress[0].ip, once the Service exists.
+play_load_balancer() {
+	local ns=$1 svc=$2 ip=$3
+	wait_until 60 kube -n "$ns" get service "$svc" ||
+		die "no Service $ns/$svc (istiod deploys it for the Gateway)"
+	kube -n "$ns" patch service "$svc" --subresource=status --type=merge \
+		-p "{\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"$ip\",\"ipMode\":\"VIP\"}]}}}" >/dev/null
+}
 
 # start_gateway: dev/gateway as the gateway chart's Pod, on CDIR/gateway.ip (the Service's
 # load-balancer IP), fed by CDIR's istiod; waits for its first applied configuration.
@@ -618,12 +645,17 @@ start_gateway() {
 	bin=$(build_gateway)
 	wait_until 60 test -n "$(gateway_pod)" || true
 	pod=$(gateway_pod)
-	[[ -n $pod ]] || die "no Running Pod of Deployment istio-ingress/istio-ingress (the gateway chart's) in $C"
+	[[ -n $pod ]] || die "no Running Pod labelled $(gateway_selector) in namespace $(gateway_ns) of $C"
 	read -r name ip labels <<<"$pod"
-	GW_ADDR=$(cat "$C/gateway.ip")
+	if [[ -n $GWAPI ]]; then
+		GW_ADDR=$("$ROOT/dev/localcluster" address "$C" "gw-$NAMESPACE-$GWAPI")
+		play_load_balancer "$NAMESPACE" "$GWAPI-istio" "$GW_ADDR"
+	else
+		GW_ADDR=$(cat "$C/gateway.ip")
+	fi
 	GW_ADMIN=127.0.0.1:$(free_port)
 	setsid env -u HTTP_PROXY -u http_proxy -u HTTPS_PROXY -u https_proxy "$bin" \
-		--xds "$(cat "$C/istiod.xds")" --pod "$name" --namespace istio-ingress --ip "$ip" \
+		--xds "$(cat "$C/istiod.xds")" --pod "$name" --namespace "$(gateway_ns)" --ip "$ip" \
 		--labels "$labels" --bind "$GW_ADDR" --admin "$GW_ADMIN" \
 		--ready-file "$D/standin/gateway.ready" >>"$D/standin/gateway.log" 2>&1 </dev/null &
 	echo $! >"$D/standin/gateway.pid"
@@ -631,7 +663,7 @@ start_gateway() {
 		tail -n 20 "$D/standin/gateway.log" >&2
 		return 1
 	fi
-	say "dev/gateway as Pod istio-ingress/$name ($ip) on $GW_ADDR, xDS from istiod at $(cat "$C/istiod.xds"), admin http://$GW_ADMIN"
+	say "dev/gateway as Pod $(gateway_ns)/$name ($ip) on $GW_ADDR, xDS from istiod at $(cat "$C/istiod.xds"), admin http://$GW_ADMIN"
 }
 
 # --- commands -------------------------------------------------------------------------------
@@ -643,10 +675,10 @@ need_root() {
 cmd_up() {
 	local dir="" owner=""
 	VERSIONS=v1,v2 WEIGHTS=90,10 HOSTS=goapp.dev NAMESPACE=dev APP=goapp GEN=1
-	C="" INGRESS_NS=istio-ingress GATEWAY="" GW_ADDR="" GW_ADMIN=""
+	C="" INGRESS_NS=istio-ingress GATEWAY="" GW_ADDR="" GW_ADMIN="" GWAPI=""
 	while (($#)); do
 		case $1 in
-		--weights | --versions | --host | --namespace | --app | --owner-pid | --cluster | --ingress-namespace | --gateway)
+		--weights | --versions | --host | --namespace | --app | --owner-pid | --cluster | --ingress-namespace | --gateway | --gateway-api)
 			[[ $# -ge 2 ]] || die "$1 needs a value"
 			case $1 in
 			--weights) WEIGHTS=$2 ;;
@@ -658,6 +690,7 @@ cmd_up() {
 			--cluster) C=$2 ;;
 			--ingress-namespace) INGRESS_NS=$2 ;;
 			--gateway) GATEWAY=$2 ;;
+			--gateway-api) GWAPI=$2 GATEWAY=istio ;;
 			esac
 			shift
 			;;

@@ -37,6 +37,8 @@
 #                       istio-control/istio-discovery, gateway): install those charts instead
 #                       of the chart repository's (no network; the version is the charts')
 #   ISTIO_VALUES        the gateway chart's values file (default dev/istio-values.yaml)
+#   GATEWAY_API_CRDS    a file or directory of the Gateway API CRDs to apply instead of the
+#                       release's standard-install.yaml (no network)
 #   ISTIO_EXTRA_VALUES  a directory whose base.yaml, istiod.yaml and gateway.yaml (each
 #                       optional) are given to that chart after the values above
 #   ISTIO_DEFAULT_REVISION  the base chart's defaultRevision (default: default)
@@ -53,6 +55,7 @@ ISTIO_REPO=https://istio-release.storage.googleapis.com/charts
 # The Gateway API CRD bundle; the same release as dev/localcluster's GATEWAY_API_VERSION.
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.6.3}
 GATEWAY_API_URL=https://github.com/kubernetes-sigs/gateway-api/releases/download/$GATEWAY_API_VERSION/standard-install.yaml
+GATEWAY_API_CRDS=${GATEWAY_API_CRDS:-$GATEWAY_API_URL}
 
 CLUSTER_NAME=${MESHLOOP_CLUSTER:-meshloop}
 CONTEXT=kind-$CLUSTER_NAME
@@ -265,7 +268,7 @@ chart_args() {
 # Server-side: the HTTPRoute CRD is larger than client-side apply's annotation allows.
 install_gateway_api() {
 	say "installing the Gateway API CRDs $GATEWAY_API_VERSION (standard channel)"
-	k apply --server-side --field-manager=meshloop-up -f "$GATEWAY_API_URL" >/dev/null
+	k apply --server-side --field-manager=meshloop-up -f "$GATEWAY_API_CRDS" >/dev/null
 	k wait --for condition=Established --timeout=120s \
 		crd/gateways.gateway.networking.k8s.io crd/httproutes.gateway.networking.k8s.io >/dev/null
 }
@@ -354,6 +357,7 @@ main() {
 	[[ -n $CHARTS ]] && ISTIO_VERSION=$(charts_version)
 	if ((NO_KIND)); then
 		CONTEXT=""
+		install_gateway_api
 		install_istio
 		ensure_app_namespace
 		say "ready in $((SECONDS - t0)) s"

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -135,6 +135,33 @@ impl App {
         ready_endpoints(client, &self.ns.name, |n| n >= 2).await;
     }
 
+    /// The chart's Services per version (routing.api gateway: the HTTPRoute's backends), as
+    /// Tilt applies them; the Gateway and HTTPRoute of the same template are meshloop's.
+    fn deploy_version_services(&self) {
+        let bin = support::bin_dir();
+        let chart = support::repo_root().join("charts/goapp");
+        let rendered = run(Command::new(bin.join("helm"))
+            .args(["template", "goapp"])
+            .arg(&chart)
+            .args(["--namespace", &self.ns.name, "-f"])
+            .arg(chart.join("values-dev.yaml"))
+            .arg("-f")
+            .arg(self.dir.path().join("values-test.yaml"))
+            .args(["--show-only", "templates/gateway-api.yaml"]));
+        let services: Vec<&str> = rendered
+            .split("\n---\n")
+            .filter(|d| d.contains("\nkind: Service\n"))
+            .collect();
+        assert_eq!(services.len(), 2, "{rendered}");
+        let manifest = self.dir.path().join("version-services.yaml");
+        std::fs::write(&manifest, services.join("\n---\n")).unwrap();
+        run(Command::new(bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.ic.tc.kubeconfig)
+            .args(["apply", "-n", &self.ns.name, "-f"])
+            .arg(&manifest));
+    }
+
     fn meshloop(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(env!("CARGO_BIN_EXE_meshloop"))
             .args(args)
@@ -231,12 +258,17 @@ async fn wait_gateway(ic: &IstioCluster, what: &str, done: impl Fn(&str) -> bool
 /// Waits until the gateway routes `host` (anything but its own 404): istiod has pushed the
 /// routes of what was applied and dev/gateway applied them.
 async fn wait_routed(ic: &IstioCluster, host: &str) {
+    wait_routed_at(&ic.gateway, &ic.gateway_admin(), host).await
+}
+
+/// [`wait_routed`] for the gateway at `gateway` (admin address `admin`).
+async fn wait_routed_at(gateway: &str, admin: &str, host: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         // Until istiod's first push the gateway has no listener: a refused connection is
         // "not yet", like its own 404.
-        if let Some((status, _)) = try_http_get(&ic.gateway, host, "/fortune").await
+        if let Some((status, _)) = try_http_get(gateway, host, "/fortune").await
             && status != 404
         {
             return;
@@ -244,7 +276,7 @@ async fn wait_routed(ic: &IstioCluster, host: &str) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the gateway did not route {host} within 120 s; its configuration:\n{}",
-            gateway_config(ic).await
+            http_get(admin, "127.0.0.1", "/config").await.1
         );
         tick.tick().await;
     }
@@ -311,6 +343,77 @@ async fn the_charts_split_applied_by_meshloop_is_served_by_the_gateway() {
         "{split:#?}"
     );
     assert!(split.shares[1].observed > 0, "v2 gets its 10%: {split:#?}");
+}
+
+/// The Gateway API path end to end: the chart's Gateway (class istio) and HTTPRoute applied by
+/// meshloop; istiod deploys the gateway's Deployment and Service, translates the HTTPRoute and
+/// writes the Gateway's address; dev/gateway poses as that Deployment's Pod; meshloop verifies
+/// at the address of the Gateway's status and observes the HTTPRoute's split.
+#[tokio::test]
+async fn the_gateway_api_route_is_served_by_the_gateway_istiod_deploys() {
+    let ic = support::istio_cluster();
+    let values = format!("{}routing: {{api: gateway}}\n", weights(80, 20));
+    let app = App::start(ic, "istio-gwapi", &values, None).await;
+    app.deploy_version_services();
+    let config = app.dir.path().join("meshloop.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let ingress = format!(
+        "ingress: {{namespace: {}, gateway: goapp-gateway}}\n",
+        app.ns.name
+    );
+    std::fs::write(&config, format!("{text}{ingress}")).unwrap();
+    app.apply();
+
+    let gw_dir = app.dir.path().join("gateway");
+    std::fs::create_dir(&gw_dir).unwrap();
+    let up = run(Command::new(support::repo_root().join("dev/standin.sh"))
+        .arg("up")
+        .arg(&gw_dir)
+        .arg("--cluster")
+        .arg(ic.dir())
+        .args([
+            "--gateway-api",
+            "goapp-gateway",
+            "--namespace",
+            &app.ns.name,
+        ])
+        .args(["--versions", "", "--owner-pid"])
+        .arg(std::process::id().to_string()));
+    let _down = StandinDown(gw_dir.clone());
+    let gateway = up.lines().last().unwrap().to_string();
+    let state = std::fs::read_to_string(gw_dir.join("standin/state")).unwrap();
+    let admin = state
+        .lines()
+        .find_map(|l| l.strip_prefix("GW_ADMIN="))
+        .unwrap();
+    wait_routed_at(&gateway, admin, &app.host).await;
+
+    let (code, r) = app.verify();
+    assert!(r.ok, "{r:#?}");
+    assert_eq!(code, 0);
+    let addr = r.address.as_ref().unwrap();
+    assert_eq!(addr.authority(), gateway, "{addr:?}");
+    assert!(
+        addr.via.contains("status.addresses of Gateway"),
+        "{}",
+        addr.via
+    );
+    let split = split_of(&r);
+    assert!(split.ok, "{split:#?}");
+    assert_eq!(split.shares[0].expected_pct, 80.0);
+    assert!(split.shares.iter().all(|s| s.observed > 0), "{split:#?}");
+}
+
+/// Stops a stand-in when dropped.
+struct StandinDown(PathBuf);
+
+impl Drop for StandinDown {
+    fn drop(&mut self) {
+        let _ = Command::new(support::repo_root().join("dev/standin.sh"))
+            .arg("down")
+            .arg(&self.0)
+            .output();
+    }
 }
 
 /// The daemon: a save that changes the weights is applied, pushed by istiod, served by the
