@@ -15,6 +15,10 @@
 # Then prints the status URL and the first verification report, and keeps running until
 # Ctrl-C, which stops everything it started.
 #
+#   dev/demo.sh --gateway-api   the same with the chart's Gateway API routing (routing.api:
+#                        gateway: a Gateway of class istio and an HTTPRoute): istiod deploys the
+#                        gateway (goapp-gateway-istio) and dev/gateway poses as its Pod; meshloop
+#                        verifies at the address istiod writes into the Gateway's status
 #   dev/demo.sh --tilt   the same under the real Tilt (built from its module, dev/tilt.sh):
 #                        `tilt up --stream -- --demo` starts the stand-in, applies the workloads
 #                        and runs meshloop, with Tilt's log streamed here; Ctrl-C stops Tilt,
@@ -29,8 +33,17 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 }
 
 DIR=${MESHLOOP_DEMO_DIR:-target/demo-cluster}
-TILT=0
-[[ ${1:-} == --tilt ]] && TILT=1
+TILT=0 GWAPI=0
+case ${1:-} in
+--tilt) TILT=1 ;;
+--gateway-api) GWAPI=1 ;;
+"") ;;
+*)
+	echo "usage: sudo dev/demo.sh [--tilt | --gateway-api]" >&2
+	exit 2
+	;;
+esac
+CONFIG=meshloop.yaml
 LISTEN=127.0.0.1:8787
 MPID=""
 cleanup() {
@@ -39,6 +52,7 @@ cleanup() {
 	if [[ -n $MPID ]] && kill -INT "$MPID" 2>/dev/null; then
 		wait "$MPID" 2>/dev/null || true
 	fi
+	dev/standin.sh down "$DIR/gateway-api" >/dev/null 2>&1 || true
 	dev/standin.sh down "$DIR" >/dev/null 2>&1 || true
 	dev/localcluster stop "$DIR" || true
 }
@@ -64,6 +78,30 @@ EOF
 	target/release/meshloop down || true
 	exit "$rc"
 }
+# --gateway-api: the chart's Services per version (the HTTPRoute's backends, which Tilt
+# applies), and meshloop's config with the chart's Gateway API routing and that Gateway as the
+# ingress.
+gateway_api_setup() {
+	"$BIN/helm" template goapp charts/goapp -n dev -f charts/goapp/values-dev.yaml \
+		--set routing.api=gateway --show-only templates/gateway-api.yaml |
+		python3 -c 'import sys
+docs = sys.stdin.read().split("\n---\n")
+print("\n---\n".join(d for d in docs if "\nkind: Service\n" in d))' |
+		"$BIN/kubectl" apply -n dev -f -
+	CONFIG=$DIR/meshloop-gateway-api.yaml
+	sed -e "s|^  - chart: charts/goapp|  - chart: $PWD/charts/goapp|" \
+		-e "s|values: \[charts/goapp/values-dev.yaml\]|values: [$PWD/charts/goapp/values-dev.yaml]\n    set: {routing.api: gateway}|" \
+		-e "s|^watch: \[dev/goapp\]|watch: [$PWD/dev/goapp]|" \
+		-e "s|^ingress: .*|ingress: {namespace: dev, gateway: goapp-gateway}|" meshloop.yaml >"$CONFIG"
+}
+
+# --gateway-api, once meshloop applied the Gateway: dev/gateway as the Pod istiod deploys for it.
+gateway_api_gateway() {
+	say "dev/gateway as the Pod istiod deploys for Gateway dev/goapp-gateway"
+	mkdir -p "$DIR/gateway-api"
+	INGRESS=$(dev/standin.sh up "$DIR/gateway-api" --cluster "$DIR" --gateway-api goapp-gateway \
+		--namespace dev --versions "" | tail -n 1)
+}
 trap 'exit 0' INT TERM
 
 say "building meshloop and the control plane (cached after the first run)"
@@ -88,24 +126,28 @@ say "the chart's workloads in namespace dev (what Tilt applies)"
 	--show-only templates/deployment.yaml --show-only templates/service.yaml |
 	"$BIN/kubectl" apply -n dev -f -
 "$BIN/kubectl" -n dev rollout status deployment/goapp-v1 deployment/goapp-v2 --timeout=60s
+((GWAPI)) && gateway_api_setup
 
 say "meshloop up (the routing objects from charts/goapp)"
-target/release/meshloop up --listen "$LISTEN" &
+target/release/meshloop --config "$CONFIG" up --listen "$LISTEN" &
 MPID=$!
 for _ in $(seq 100); do
 	curl -fsS "http://$LISTEN/healthz" >/dev/null 2>&1 && break
 	kill -0 "$MPID" 2>/dev/null || exit 1
 	sleep 0.1
 done
+((GWAPI)) && gateway_api_gateway
 
 say "meshloop verify (asks the daemon)"
-target/release/meshloop verify || true
+target/release/meshloop --config "$CONFIG" verify --wait 30 || true
 
+GWDIR=$DIR
+((GWAPI)) && GWDIR=$DIR/gateway-api
 cat <<EOF
 
 Status:        http://$LISTEN/status     (readiness: http://$LISTEN/readyz)
 By hand:       curl -H "Host: goapp.dev" http://$INGRESS/fortune
-Gateway:       what istiod pushed to it: curl http://$(dev/standin.sh status "$DIR" | sed -n 's/.*admin http:\/\///p')/config
+Gateway:       what istiod pushed to it: curl http://$(dev/standin.sh status "$GWDIR" | sed -n 's/.*admin http:\/\///p')/config
 Try:           add "weights: {v1: 50, v2: 50}" to charts/goapp/values-dev.yaml and save: meshloop
                applies it, istiod pushes it to the gateway, and the next verification in the log
                passes with the new split (GET http://$LISTEN/status shows it);
