@@ -141,8 +141,8 @@ done
 say "meshloop verify (asks the daemon)"
 target/release/meshloop --config "$CONFIG" verify --wait 30 || true
 
-GWDIR=$DIR
-((GWAPI)) && GWDIR=$DIR/gateway-api
+GWDIR=$DIR ML=target/release/meshloop
+((GWAPI)) && GWDIR=$DIR/gateway-api ML="$ML --config $CONFIG"
 cat <<EOF
 
 Status:        http://$LISTEN/status     (readiness: http://$LISTEN/readyz)
@@ -151,9 +151,9 @@ Gateway:       what istiod pushed to it: curl http://$(dev/standin.sh status "$G
 Try:           add "weights: {v1: 50, v2: 50}" to charts/goapp/values-dev.yaml and save: meshloop
                applies it, istiod pushes it to the gateway, and the next verification in the log
                passes with the new split (GET http://$LISTEN/status shows it);
-               dev/standin.sh stop-version $DIR v2, then: target/release/meshloop verify
+               dev/standin.sh stop-version $DIR v2, then: $ML verify
                (v2 is down: the broken hop is named; start-version $DIR v2 brings it back);
-               dev/localcluster istiod-stop $DIR, save a change, then: target/release/meshloop verify
+               dev/localcluster istiod-stop $DIR, save a change, then: $ML verify
                (the gateway keeps its last routes; the change needs a push: the diagnosis names
                istiod; dev/localcluster istiod-start $DIR brings it back)
 Ctrl-C stops everything.
