@@ -62,6 +62,16 @@ impl VerifyQueue {
         Some((trigger, requested, std::mem::take(&mut p.replies)))
     }
 
+    /// Hands `replies` to the run that is due, if one is; false (and `replies` kept) if none.
+    fn carry_over(&self, replies: &mut Vec<oneshot::Sender<Report>>) -> bool {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.trigger.is_none() {
+            return false;
+        }
+        p.replies.append(replies);
+        true
+    }
+
     fn has_pending(&self) -> bool {
         self.pending
             .lock()
@@ -87,7 +97,7 @@ impl Verifier {
                 _ = shutdown.cancelled() => return,
                 _ = self.queue.notify.notified() => {}
             }
-            while let Some((trigger, requested, replies)) = self.queue.take() {
+            while let Some((trigger, requested, mut replies)) = self.queue.take() {
                 let span = info_span!("verify", trigger = %trigger);
                 let report = tokio::select! {
                     r = self.settled(&trigger, requested).instrument(span) => r,
@@ -105,6 +115,11 @@ impl Verifier {
                     s.verification = Some(report.clone());
                 });
                 self.events.publish(Kind::Verification, &report);
+                // A settling run that failed while another is due (a sync since) leaves its
+                // replies to that one: they asked for the verification of a settled state.
+                if !report.ok && !requested && self.queue.carry_over(&mut replies) {
+                    continue;
+                }
                 for r in replies {
                     let _ = r.send(report.clone());
                 }
@@ -201,6 +216,18 @@ mod tests {
         assert_eq!(trigger, "rollout complete");
         assert!(!requested && replies.is_empty());
 
+        // Replies of a failed settling run go to the run that is due, if any.
+        let (tx4, _rx4) = oneshot::channel();
+        let mut carried = vec![tx4];
+        assert!(!q.carry_over(&mut carried), "no run is due");
+        assert_eq!(carried.len(), 1);
+        q.request("routing changed", None, false);
+        assert!(q.carry_over(&mut carried));
+        let (trigger, requested, replies) = q.take().unwrap();
+        assert_eq!(
+            (trigger.as_str(), requested, replies.len()),
+            ("routing changed", false, 1)
+        );
         // A run only settling replies wait for retries, as an automatic run does.
         let (tx3, _rx3) = oneshot::channel();
         q.request("request", Some(tx3), true);
