@@ -13,7 +13,7 @@
 
 pub mod gatewayapi;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value as J;
 
@@ -643,6 +643,9 @@ pub struct Model {
     /// Namespaces with at least one Service (or workload) in the sources.
     service_ns: BTreeSet<String>,
     workload_ns: BTreeSet<String>,
+    /// Where each Service is in `services`, by namespace and name: a route's every backend
+    /// is looked up, and a thousand routes over two thousand Services must not scan.
+    service_at: HashMap<(String, String), usize>,
 }
 
 impl Model {
@@ -728,7 +731,7 @@ impl Model {
             "Service" if obj.key.group.is_empty() => {
                 if let Some(s) = service_from_json(&obj.body, Some(obj), false) {
                     self.service_ns.insert(s.namespace.clone());
-                    self.services.push(s);
+                    self.push_service(s);
                 }
             }
             _ => {
@@ -745,7 +748,7 @@ impl Model {
     fn add_facts(&mut self, f: &Facts) {
         for s in &f.services {
             if self.service(&s.namespace, &s.name).is_none() {
-                self.services.push(s.clone());
+                self.push_service(s.clone());
             }
         }
         self.workloads.extend(f.workloads.iter().cloned());
@@ -755,9 +758,15 @@ impl Model {
     }
 
     pub fn service(&self, ns: &str, name: &str) -> Option<&Service> {
-        self.services
-            .iter()
-            .find(|s| s.namespace == ns && s.name == name)
+        let at = self.service_at.get(&(ns.to_string(), name.to_string()))?;
+        self.services.get(*at)
+    }
+
+    /// Adds a Service; the first of a namespace and name is the one [`Model::service`] finds.
+    fn push_service(&mut self, s: Service) {
+        let key = (s.namespace.clone(), s.name.clone());
+        self.service_at.entry(key).or_insert(self.services.len());
+        self.services.push(s);
     }
 
     /// The Service a fully qualified host names, if it is a cluster-local name.
