@@ -101,20 +101,27 @@ impl App {
         .unwrap();
     }
 
-    /// The chart's Deployments and Service, as Tilt would apply them; returns once both
-    /// versions' endpoints are Ready.
-    async fn deploy_workloads(&self, client: &kube::Client) {
-        let bin = support::bin_dir();
+    /// `helm template` of the chart's `templates` with the dev and the test's values.
+    fn helm_template(&self, templates: &[&str]) -> String {
         let chart = support::repo_root().join("charts/goapp");
-        let rendered = run(Command::new(bin.join("helm"))
-            .args(["template", "goapp"])
+        let mut cmd = Command::new(support::bin_dir().join("helm"));
+        cmd.args(["template", "goapp"])
             .arg(&chart)
             .args(["--namespace", &self.ns.name, "-f"])
             .arg(chart.join("values-dev.yaml"))
             .arg("-f")
-            .arg(self.dir.path().join("values-test.yaml"))
-            .args(["--show-only", "templates/deployment.yaml"])
-            .args(["--show-only", "templates/service.yaml"]));
+            .arg(self.dir.path().join("values-test.yaml"));
+        for t in templates {
+            cmd.args(["--show-only", &format!("templates/{t}.yaml")]);
+        }
+        run(&mut cmd)
+    }
+
+    /// The chart's Deployments and Service, as Tilt would apply them; returns once both
+    /// versions' endpoints are Ready.
+    async fn deploy_workloads(&self, client: &kube::Client) {
+        let bin = support::bin_dir();
+        let rendered = self.helm_template(&["deployment", "service"]);
         let manifest = self.dir.path().join("workloads.yaml");
         std::fs::write(&manifest, rendered).unwrap();
         run(Command::new(bin.join("kubectl"))
@@ -139,15 +146,7 @@ impl App {
     /// Tilt applies them; the Gateway and HTTPRoute of the same template are meshloop's.
     fn deploy_version_services(&self) {
         let bin = support::bin_dir();
-        let chart = support::repo_root().join("charts/goapp");
-        let rendered = run(Command::new(bin.join("helm"))
-            .args(["template", "goapp"])
-            .arg(&chart)
-            .args(["--namespace", &self.ns.name, "-f"])
-            .arg(chart.join("values-dev.yaml"))
-            .arg("-f")
-            .arg(self.dir.path().join("values-test.yaml"))
-            .args(["--show-only", "templates/gateway-api.yaml"]));
+        let rendered = self.helm_template(&["gateway-api"]);
         let services: Vec<&str> = rendered
             .split("\n---\n")
             .filter(|d| d.contains("\nkind: Service\n"))
