@@ -64,8 +64,12 @@ pub struct VirtualHost<'a> {
     pub redirect: Option<ServerRef<'a>>,
 }
 
-/// The servers of `gateways` listening on `port`, in the order the Gateways were read.
+/// The servers of `gateways` listening on `port`, in the order the Gateways were read, as
+/// istiod merges them: a server with a `tls` block (HTTPS, or plain HTTP with `httpsRedirect`)
+/// that repeats a host (as written) of an earlier such server on the port is skipped whole,
+/// with all its hosts (istiod's "skipping server ..., duplicate host names").
 pub fn servers_on_port<'a>(gateways: &[&'a Gateway], port: u32) -> Vec<ServerRef<'a>> {
+    let mut tls_hosts: std::collections::HashSet<&'a str> = Default::default();
     gateways
         .iter()
         .flat_map(|g| {
@@ -83,6 +87,17 @@ pub fn servers_on_port<'a>(gateways: &[&'a Gateway], port: u32) -> Vec<ServerRef
                 .and_then(|p| p.number.as_ref())
                 .map(|n| n.value)
                 == Some(port)
+        })
+        .filter(|r| {
+            if r.server.tls.is_none() {
+                return true;
+            }
+            let hosts = || r.server.hosts.iter().map(|h| h.value.as_str());
+            if hosts().any(|h| tls_hosts.contains(h)) {
+                return false;
+            }
+            tls_hosts.extend(hosts());
+            true
         })
         .collect()
 }
