@@ -192,19 +192,23 @@ func (e *env) redirectServerFor(rds, domain string) (string, uint32) {
 	if mg == nil {
 		return "", 0
 	}
-	for _, srv := range mg.ServersByRouteName[rds] {
-		if !srv.GetTls().GetHttpsRedirect() {
-			continue
-		}
-		for _, h := range srv.Hosts {
-			// A namespaced host (`dev/goapp.dev`) redirects the domains it makes with a
-			// VirtualService of that namespace.
-			if _, name, found := strings.Cut(h, "/"); found {
-				h = name
+	// The virtual host of a domain that a redirecting server names exactly is that server's
+	// (Envoy prefers the exact domain); only then one whose host covers the domain.
+	for _, exact := range []bool{true, false} {
+		for _, srv := range mg.ServersByRouteName[rds] {
+			if !srv.GetTls().GetHttpsRedirect() {
+				continue
 			}
-			h = strings.ToLower(h)
-			if h == domain || subsetOf(domain, h) || subsetOf(h, domain) {
-				return mg.GatewayNameForServer[srv], srv.Port.GetNumber()
+			for _, h := range srv.Hosts {
+				// A namespaced host (`dev/goapp.dev`) redirects the domains it makes with a
+				// VirtualService of that namespace.
+				if _, name, found := strings.Cut(h, "/"); found {
+					h = name
+				}
+				h = strings.ToLower(h)
+				if h == domain || (!exact && (subsetOf(domain, h) || subsetOf(h, domain))) {
+					return mg.GatewayNameForServer[srv], srv.Port.GetNumber()
+				}
 			}
 		}
 	}
