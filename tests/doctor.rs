@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -50,11 +52,8 @@ fn gateway(selector: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
-    let tc = support::cluster();
-    let client = support::client().await;
-    let ns = support::TestNs::new(&client, "doctor").await;
+/// A project whose routing holds one Gateway selecting `istio: ingressgateway`.
+fn project(ns: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("routing")).unwrap();
     std::fs::write(
@@ -64,12 +63,94 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
     .unwrap();
     std::fs::write(
         dir.path().join("meshloop.yaml"),
-        format!(
-            "instance: doc\nnamespace: {}\nsources:\n  - dir: routing\n",
-            ns.name
-        ),
+        format!("instance: doc\nnamespace: {ns}\nsources:\n  - dir: routing\n"),
     )
     .unwrap();
+    dir
+}
+
+async fn create_namespace(client: &kube::Client, name: &str) {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    let _ = Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await;
+}
+
+/// istiod's Deployment in istio-system, available.
+async fn create_istiod(client: &kube::Client) {
+    create_namespace(client, "istio-system").await;
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), "istio-system");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "istiod"},
+        "spec": {"selector": {"matchLabels": {"app": "istiod"}}, "template": {"metadata": {"labels": {"app": "istiod"}}, "spec": {"containers": [{"name": "discovery", "image": "istio/pilot"}]}}}
+    }))
+    .unwrap();
+    deps.create(&PostParams::default(), &d).await.unwrap();
+    deps.patch_status(
+        "istiod",
+        &PatchParams::default(),
+        &Patch::Merge(
+            &json!({"status": {"availableReplicas": 1, "readyReplicas": 1, "replicas": 1}}),
+        ),
+    )
+    .await
+    .unwrap();
+}
+
+/// The gateway chart's Service (LoadBalancer, no address yet) in istio-ingress.
+async fn create_ingress_service(client: &kube::Client) -> Api<Service> {
+    create_namespace(client, "istio-ingress").await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "istio-ingress");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "istio-ingress"},
+        "spec": {"type": "LoadBalancer", "selector": {"istio": "ingress"}, "ports": [
+            {"name": "status-port", "port": 15021}, {"name": "http2", "port": 80, "targetPort": 80}, {"name": "https", "port": 443}]}
+    }))
+    .unwrap();
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    svcs
+}
+
+/// A gateway Pod labelled as the gateway chart labels it (`istio: ingress`).
+async fn create_gateway_pod(client: &kube::Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "istio-ingress");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "istio-ingress-0", "labels": {"istio": "ingress", "app": "istio-ingress"}},
+        "spec": {"containers": [{"name": "istio-proxy", "image": "istio/proxyv2"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+}
+
+/// A copy of `kubeconfig` pointing at a loopback port nothing listens on.
+fn dead_kubeconfig(dir: &Path, kubeconfig: &Path) -> PathBuf {
+    let dead = dir.join("dead-kubeconfig");
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let port = text
+        .split("https://127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = listener.local_addr().unwrap().port();
+    drop(listener);
+    std::fs::write(
+        &dead,
+        text.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{closed}")),
+    )
+    .unwrap();
+    dead
+}
+
+#[tokio::test]
+async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
+    let tc = support::cluster();
+    let client = support::client().await;
+    let ns = support::TestNs::new(&client, "doctor").await;
+    let dir = project(&ns.name);
 
     // A bare Istio-CRD cluster: reachable, CRDs, and nothing else.
     let (code, v) = doctor(dir.path(), &tc.kubeconfig);
@@ -90,43 +171,9 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
             .contains("dev/up.sh")
     );
 
-    // istiod, available.
-    let istio_system: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "istio-system"}})).unwrap();
-    let _ = Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &istio_system)
-        .await;
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), "istio-system");
-    let d: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": "istiod"},
-        "spec": {"selector": {"matchLabels": {"app": "istiod"}}, "template": {"metadata": {"labels": {"app": "istiod"}}, "spec": {"containers": [{"name": "discovery", "image": "istio/pilot"}]}}}
-    }))
-    .unwrap();
-    deps.create(&PostParams::default(), &d).await.unwrap();
-    deps.patch_status(
-        "istiod",
-        &PatchParams::default(),
-        &Patch::Merge(
-            &json!({"status": {"availableReplicas": 1, "readyReplicas": 1, "replicas": 1}}),
-        ),
-    )
-    .await
-    .unwrap();
-
-    // The gateway Service with a load balancer address, and a gateway Pod.
-    let ingress_ns: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": "istio-ingress"}})).unwrap();
-    let _ = Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ingress_ns)
-        .await;
-    let svcs: Api<Service> = Api::namespaced(client.clone(), "istio-ingress");
-    let svc: Service = serde_json::from_value(json!({
-        "metadata": {"name": "istio-ingress"},
-        "spec": {"type": "LoadBalancer", "selector": {"istio": "ingress"}, "ports": [
-            {"name": "status-port", "port": 15021}, {"name": "http2", "port": 80, "targetPort": 80}, {"name": "https", "port": 443}]}
-    }))
-    .unwrap();
-    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    // istiod, available; the gateway Service with a load balancer address, and a gateway Pod.
+    create_istiod(&client).await;
+    let svcs = create_ingress_service(&client).await;
     let (_, v) = doctor(dir.path(), &tc.kubeconfig);
     assert!(check(&v, "istiod ready")["ok"].as_bool().unwrap(), "{v}");
     let ing = check(&v, "ingress gateway address");
@@ -143,13 +190,7 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
     )
     .await
     .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "istio-ingress");
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "istio-ingress-0", "labels": {"istio": "ingress", "app": "istio-ingress"}},
-        "spec": {"containers": [{"name": "istio-proxy", "image": "istio/proxyv2"}]}
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
+    create_gateway_pod(&client).await;
     let (_, v) = doctor(dir.path(), &tc.kubeconfig);
     assert!(
         check(&v, "ingress gateway address")["detail"]
@@ -185,9 +226,15 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
     assert_eq!(failing(&v), Vec::<String>::new(), "{v}");
     assert_eq!(code, 0);
 
+    without_crds_or_cluster_every_check_reports(dir.path(), &tc.kubeconfig);
+}
+
+/// On a cluster without the Istio CRDs, the CRD check fails naming one; without a cluster at
+/// all, every check still reports, each failing.
+fn without_crds_or_cluster_every_check_reports(dir: &Path, kubeconfig: &Path) {
     // A cluster without the Istio CRDs.
     let bare = support::bare_cluster();
-    let (code, v) = doctor(dir.path(), &bare.kubeconfig);
+    let (code, v) = doctor(dir, &bare.kubeconfig);
     assert_eq!(code, 1);
     let crds = check(&v, "Istio CRDs established");
     assert_eq!(crds["ok"], false);
@@ -200,25 +247,8 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
     );
 
     // No cluster at all: every check still reports.
-    let dead = dir.path().join("dead-kubeconfig");
-    let text = std::fs::read_to_string(&tc.kubeconfig).unwrap();
-    let port = text
-        .split("https://127.0.0.1:")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = listener.local_addr().unwrap().port();
-    drop(listener);
-    std::fs::write(
-        &dead,
-        text.replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{closed}")),
-    )
-    .unwrap();
-    let (code, v) = doctor(dir.path(), &dead);
+    let dead = dead_kubeconfig(dir, kubeconfig);
+    let (code, v) = doctor(dir, &dead);
     assert_eq!(code, 1);
     assert_eq!(v["checks"].as_array().unwrap().len(), 6);
     assert_eq!(failing(&v).len(), 6, "{v}");
