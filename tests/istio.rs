@@ -13,16 +13,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::wait::{await_condition, conditions};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::wait::await_condition;
 use meshloop::verify::Report;
 use support::IstioCluster;
-use support::run;
+use support::{run, workloads};
 use tempfile::TempDir;
 
 /// One app namespace: the chart's workloads, the app versions v1 and v2 as processes, and
@@ -103,49 +100,27 @@ impl App {
 
     /// `helm template` of the chart's `templates` with the dev and the test's values.
     fn helm_template(&self, templates: &[&str]) -> String {
-        let chart = support::repo_root().join("charts/goapp");
-        let mut cmd = Command::new(support::bin_dir().join("helm"));
-        cmd.args(["template", "goapp"])
-            .arg(&chart)
-            .args(["--namespace", &self.ns.name, "-f"])
-            .arg(chart.join("values-dev.yaml"))
-            .arg("-f")
-            .arg(self.dir.path().join("values-test.yaml"));
-        for t in templates {
-            cmd.args(["--show-only", &format!("templates/{t}.yaml")]);
-        }
-        run(&mut cmd)
+        let values = self.dir.path().join("values-test.yaml");
+        workloads::helm_template(&self.ns.name, &[&values], templates)
     }
 
     /// The chart's Deployments and Service, as Tilt would apply them; returns once both
     /// versions' endpoints are Ready.
     async fn deploy_workloads(&self, client: &kube::Client) {
-        let bin = support::bin_dir();
-        let rendered = self.helm_template(&["deployment", "service"]);
-        let manifest = self.dir.path().join("workloads.yaml");
-        std::fs::write(&manifest, rendered).unwrap();
-        run(Command::new(bin.join("kubectl"))
-            .arg("--kubeconfig")
-            .arg(&self.ic.tc.kubeconfig)
-            .args(["apply", "-n", &self.ns.name, "-f"])
-            .arg(&manifest));
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &self.ns.name);
-        for name in ["goapp-v1", "goapp-v2"] {
-            await_condition(
-                deployments.clone(),
-                name,
-                conditions::is_deployment_completed(),
-            )
-            .await
-            .unwrap();
-        }
-        ready_endpoints(client, &self.ns.name, |n| n >= 2).await;
+        let values = self.dir.path().join("values-test.yaml");
+        workloads::deploy(
+            &self.ic.tc,
+            client,
+            &self.ns.name,
+            self.dir.path(),
+            &[&values],
+        )
+        .await;
     }
 
     /// The chart's Services per version (routing.api gateway: the HTTPRoute's backends), as
     /// Tilt applies them; the Gateway and HTTPRoute of the same template are meshloop's.
     fn deploy_version_services(&self) {
-        let bin = support::bin_dir();
         let rendered = self.helm_template(&["gateway-api"]);
         let services: Vec<&str> = rendered
             .split("\n---\n")
@@ -153,12 +128,12 @@ impl App {
             .collect();
         assert_eq!(services.len(), 2, "{rendered}");
         let manifest = self.dir.path().join("version-services.yaml");
-        std::fs::write(&manifest, services.join("\n---\n")).unwrap();
-        run(Command::new(bin.join("kubectl"))
-            .arg("--kubeconfig")
-            .arg(&self.ic.tc.kubeconfig)
-            .args(["apply", "-n", &self.ns.name, "-f"])
-            .arg(&manifest));
+        workloads::kubectl_apply(
+            &self.ic.tc,
+            &self.ns.name,
+            &manifest,
+            &services.join("\n---\n"),
+        );
     }
 
     fn meshloop(&self, args: &[&str]) -> (i32, String, String) {
@@ -198,34 +173,6 @@ impl Drop for App {
             .arg("down")
             .arg(self.dir.path().join("apps"))
             .output();
-    }
-}
-
-/// Waits until the EndpointSlices of Service goapp in `ns` have a count of Ready endpoints
-/// that `done` accepts.
-async fn ready_endpoints(client: &kube::Client, ns: &str, done: impl Fn(usize) -> bool) {
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-    let cfg = watcher::Config::default().labels("kubernetes.io/service-name=goapp");
-    let mut stream = std::pin::pin!(watcher::watcher(slices, cfg).default_backoff());
-    let mut ready: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut seen = false;
-    while !(seen && done(ready.values().sum::<usize>())) {
-        match stream.next().await.unwrap().unwrap() {
-            watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-                let n = s
-                    .endpoints
-                    .iter()
-                    .flatten()
-                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                    .count();
-                ready.insert(s.metadata.name.clone().unwrap_or_default(), n);
-            }
-            watcher::Event::Delete(s) => {
-                ready.remove(&s.metadata.name.clone().unwrap_or_default());
-            }
-            watcher::Event::InitDone => seen = true,
-            watcher::Event::Init => {}
-        }
     }
 }
 
@@ -597,7 +544,7 @@ async fn a_subset_with_no_ready_pod_answers_503_and_the_diagnosis_says_upstream(
         )
         .await
         .unwrap();
-    ready_endpoints(&client, &app.ns.name, |n| n == 1).await;
+    workloads::ready_endpoints(&client, &app.ns.name, |n| n == 1).await;
     // EDS: the gateway has dropped v2's endpoint once v1's address is the only one left.
     // GET /config lists each cluster's endpoints as "address": "IP:PORT".
     let v2 = format!("\"{}:", standin_app_ip(&app, "v2"));
@@ -874,7 +821,7 @@ async fn cluster_calls_never_go_through_the_environments_proxy() {
         .arg(&tc.kubeconfig)
         .args(["apply", "-n", &ns.name, "-f"])
         .arg(&manifest));
-    ready_endpoints(&client, &ns.name, |n| n >= 1).await;
+    workloads::ready_endpoints(&client, &ns.name, |n| n >= 1).await;
 
     let req = http::Request::get(format!(
         "/api/v1/namespaces/{}/services/goapp:http/proxy/healthz",

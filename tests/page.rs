@@ -30,16 +30,7 @@ use tempfile::TempDir;
 const WAIT_MS: u64 = 60_000;
 
 fn helm_template(ns: &str, templates: &[&str]) -> String {
-    let root = support::repo_root();
-    let mut cmd = Command::new(support::bin_dir().join("helm"));
-    cmd.args(["template", "goapp"])
-        .arg(root.join("charts/goapp"))
-        .args(["--namespace", ns, "-f"])
-        .arg(root.join("charts/goapp/values-dev.yaml"));
-    for t in templates {
-        cmd.args(["--show-only", &format!("templates/{t}.yaml")]);
-    }
-    run(&mut cmd)
+    support::workloads::helm_template(ns, &[], templates)
 }
 
 /// The sample behind a stand-in gateway, and a project directory whose `routing/` holds the

@@ -11,14 +11,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;
-use kube::runtime::wait::{await_condition, conditions};
-use kube::runtime::{WatchStreamExt, watcher};
 use meshloop::verify::Report;
-use support::{run, standin};
+use support::{standin, workloads};
 use tempfile::TempDir;
 
 /// One app namespace with the sample deployed behind a stand-in gateway.
@@ -61,57 +56,7 @@ impl Sample {
         let address = out.lines().last().unwrap().trim().to_string();
 
         // The workloads, as Tilt would deploy them (the routing is meshloop's).
-        let bin = support::bin_dir();
-        let rendered = run(Command::new(bin.join("helm")).args([
-            "template",
-            "goapp",
-            support::repo_root().join("charts/goapp").to_str().unwrap(),
-            "--namespace",
-            &ns.name,
-            "-f",
-            support::repo_root()
-                .join("charts/goapp/values-dev.yaml")
-                .to_str()
-                .unwrap(),
-            "--show-only",
-            "templates/deployment.yaml",
-            "--show-only",
-            "templates/service.yaml",
-        ]));
-        let manifest = dir.path().join("workloads.yaml");
-        std::fs::write(&manifest, rendered).unwrap();
-        run(Command::new(bin.join("kubectl"))
-            .arg("--kubeconfig")
-            .arg(&tc.kubeconfig)
-            .args(["apply", "-n", &ns.name, "-f"])
-            .arg(&manifest));
-        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns.name);
-        for name in ["goapp-v1", "goapp-v2"] {
-            await_condition(
-                deployments.clone(),
-                name,
-                conditions::is_deployment_completed(),
-            )
-            .await
-            .unwrap();
-        }
-        // The EndpointSlice controller follows a moment later; the diagnosis reads it.
-        let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), &ns.name);
-        let cfg = watcher::Config::default().labels("kubernetes.io/service-name=goapp");
-        let mut stream = std::pin::pin!(watcher::watcher(slices, cfg).default_backoff());
-        let mut ready: std::collections::BTreeMap<String, usize> = Default::default();
-        while ready.values().sum::<usize>() < 2 {
-            let ev = stream.next().await.unwrap().unwrap();
-            if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = ev {
-                let n = s
-                    .endpoints
-                    .iter()
-                    .flatten()
-                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                    .count();
-                ready.insert(s.metadata.name.clone().unwrap_or_default(), n);
-            }
-        }
+        workloads::deploy(tc, &client, &ns.name, dir.path(), &[]).await;
 
         std::fs::write(
             dir.path().join("meshloop.yaml"),

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod workloads;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
