@@ -22,72 +22,60 @@ pub const OWNED_KINDS: &[&str] = &["Gateway", "ReferenceGrant", "HTTPRoute", "GR
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct GatewaySpec {
-    #[serde(default)]
     pub gateway_class_name: Option<Loc<String>>,
-    #[serde(default)]
     pub listeners: Vec<Loc<Listener>>,
-    #[serde(default)]
     pub addresses: Vec<Loc<GatewayAddress>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct Listener {
-    #[serde(default)]
     pub name: Loc<String>,
-    #[serde(default)]
     pub hostname: Option<Loc<String>>,
-    #[serde(default)]
     pub port: Loc<u32>,
-    #[serde(default)]
     pub protocol: Loc<String>,
-    #[serde(default)]
     pub allowed_routes: Option<Loc<AllowedRoutes>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct AllowedRoutes {
-    #[serde(default)]
     pub namespaces: Option<Loc<RouteNamespaces>>,
-    #[serde(default)]
     pub kinds: Option<Loc<Vec<Loc<RouteGroupKind>>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct RouteNamespaces {
     /// `Same` (the default), `All` or `Selector`.
-    #[serde(default)]
     pub from: Option<Loc<String>>,
-    #[serde(default)]
     pub selector: Option<Loc<LabelSelector>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct LabelSelector {
-    #[serde(default)]
     pub match_labels: BTreeMap<String, String>,
-    #[serde(default)]
     pub match_expressions: Vec<LabelExpression>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct LabelExpression {
-    #[serde(default)]
     pub key: String,
-    #[serde(default)]
     pub operator: String,
-    #[serde(default)]
     pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
 pub struct RouteGroupKind {
-    #[serde(default)]
     pub group: Option<String>,
-    #[serde(default)]
     pub kind: String,
 }
 
@@ -101,57 +89,44 @@ pub struct GatewayAddress {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct HttpRouteSpec {
-    #[serde(default)]
     pub parent_refs: Vec<Loc<ParentRef>>,
-    #[serde(default)]
     pub hostnames: Vec<Loc<String>>,
     /// `None` when omitted: the API server fills in one rule matching every path.
-    #[serde(default)]
     pub rules: Option<Vec<Loc<HttpRouteRule>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct ParentRef {
-    #[serde(default)]
     pub group: Option<String>,
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Loc<String>,
-    #[serde(default)]
     pub section_name: Option<Loc<String>>,
-    #[serde(default)]
     pub port: Option<Loc<u32>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct HttpRouteRule {
-    #[serde(default)]
     pub name: Option<String>,
     /// `None` when omitted: one match, PathPrefix `/`.
-    #[serde(default)]
     pub matches: Option<Vec<Loc<HttpRouteMatch>>>,
-    #[serde(default)]
     pub filters: Vec<Loc<HttpRouteFilter>>,
-    #[serde(default)]
     pub backend_refs: Vec<Loc<BackendRef>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct HttpRouteMatch {
-    #[serde(default)]
     pub path: Option<Loc<PathMatch>>,
-    #[serde(default)]
     pub headers: Vec<Loc<ValueMatch>>,
-    #[serde(default)]
     pub query_params: Vec<Loc<ValueMatch>>,
-    #[serde(default)]
     pub method: Option<Loc<String>>,
 }
 
@@ -194,44 +169,36 @@ pub struct HttpRouteFilter {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct HeaderModifier {
-    #[serde(default)]
     pub set: Vec<NameValue>,
-    #[serde(default)]
     pub add: Vec<NameValue>,
-    #[serde(default)]
     pub remove: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct NameValue {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub value: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct RequestRedirect {
-    #[serde(default)]
     pub scheme: Option<String>,
-    #[serde(default)]
     pub hostname: Option<String>,
-    #[serde(default)]
     pub path: Option<PathModifier>,
-    #[serde(default)]
     pub port: Option<u32>,
-    #[serde(default)]
     pub status_code: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct UrlRewrite {
-    #[serde(default)]
     pub hostname: Option<String>,
-    #[serde(default)]
     pub path: Option<PathModifier>,
 }
 
@@ -249,60 +216,48 @@ pub struct PathModifier {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct RequestMirror {
-    #[serde(default)]
     pub backend_ref: Option<Loc<BackendRef>>,
-    #[serde(default)]
     pub percent: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct BackendRef {
-    #[serde(default)]
     pub group: Option<String>,
-    #[serde(default)]
     pub kind: Option<String>,
-    #[serde(default)]
     pub name: Loc<String>,
-    #[serde(default)]
     pub namespace: Option<Loc<String>>,
-    #[serde(default)]
     pub port: Option<Loc<u32>>,
     /// Unset means 1.
-    #[serde(default)]
     pub weight: Option<Loc<i64>>,
-    #[serde(default)]
     pub filters: Vec<Loc<HttpRouteFilter>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct GrpcRouteSpec {
-    #[serde(default)]
     pub parent_refs: Vec<Loc<ParentRef>>,
-    #[serde(default)]
     pub hostnames: Vec<Loc<String>>,
-    #[serde(default)]
     pub rules: Vec<Loc<GrpcRouteRule>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct GrpcRouteRule {
-    #[serde(default)]
     pub matches: Vec<Loc<GrpcRouteMatch>>,
-    #[serde(default)]
     pub filters: Vec<Loc<HttpRouteFilter>>,
-    #[serde(default)]
     pub backend_refs: Vec<Loc<BackendRef>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct GrpcRouteMatch {
-    #[serde(default)]
     pub method: Option<Loc<GrpcMethodMatch>>,
-    #[serde(default)]
     pub headers: Vec<Loc<ValueMatch>>,
 }
 
@@ -318,37 +273,32 @@ pub struct GrpcMethodMatch {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct ReferenceGrantSpec {
-    #[serde(default)]
     pub from: Vec<Loc<GrantFrom>>,
-    #[serde(default)]
     pub to: Vec<Loc<GrantTo>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct GrantFrom {
-    #[serde(default)]
     pub group: String,
-    #[serde(default)]
     pub kind: String,
-    #[serde(default)]
     pub namespace: Loc<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct GrantTo {
-    #[serde(default)]
     pub group: String,
-    #[serde(default)]
     pub kind: String,
-    #[serde(default)]
     pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct GatewayClassSpec {
-    #[serde(default)]
     pub controller_name: Option<String>,
 }
 

@@ -16,63 +16,50 @@ pub const NETWORKING: &str = "networking.istio.io";
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct GatewaySpec {
-    #[serde(default)]
     pub selector: Option<Loc<BTreeMap<String, String>>>,
-    #[serde(default)]
     pub servers: Vec<Loc<Server>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct Server {
-    #[serde(default)]
     pub port: Option<Loc<ServerPort>>,
-    #[serde(default)]
     pub hosts: Vec<Loc<String>>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub tls: Option<Loc<ServerTls>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct ServerPort {
-    #[serde(default)]
     pub number: Option<Loc<u32>>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub protocol: Option<Loc<String>>,
-    #[serde(default)]
     pub target_port: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct ServerTls {
-    #[serde(default)]
     pub mode: Option<String>,
-    #[serde(default)]
     pub credential_name: Option<Loc<String>>,
-    #[serde(default)]
     pub https_redirect: Option<bool>,
     /// File-mounted certificate, the alternative to `credentialName`.
-    #[serde(default)]
     pub server_certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct VirtualServiceSpec {
-    #[serde(default)]
     pub hosts: Vec<Loc<String>>,
-    #[serde(default)]
     pub gateways: Option<Loc<Vec<Loc<String>>>>,
-    #[serde(default)]
     pub http: Vec<Loc<HttpRoute>>,
-    #[serde(default)]
     pub export_to: Vec<String>,
 }
 
@@ -95,30 +82,19 @@ pub struct HttpRoute {
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct HttpMatch {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub uri: Option<Loc<StringMatch>>,
-    #[serde(default)]
     pub scheme: Option<Loc<StringMatch>>,
-    #[serde(default)]
     pub method: Option<Loc<StringMatch>>,
-    #[serde(default)]
     pub authority: Option<Loc<StringMatch>>,
-    #[serde(default)]
     pub headers: BTreeMap<String, Loc<StringMatch>>,
-    #[serde(default)]
     pub query_params: BTreeMap<String, Loc<StringMatch>>,
-    #[serde(default)]
     pub without_headers: BTreeMap<String, Loc<StringMatch>>,
-    #[serde(default)]
     pub port: Option<u32>,
-    #[serde(default)]
     pub ignore_uri_case: Option<bool>,
-    #[serde(default)]
     pub gateways: Vec<String>,
-    #[serde(default)]
     pub source_labels: BTreeMap<String, String>,
 }
 
@@ -171,8 +147,8 @@ pub struct Destination {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct PortSelector {
-    #[serde(default)]
     pub number: Option<u32>,
 }
 
@@ -244,27 +220,24 @@ pub fn replace_prefix(path: &str, prefix: &str, with: &str) -> String {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct DirectResponse {
-    #[serde(default)]
     pub status: Option<u16>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct Delegate {
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct DestinationRuleSpec {
-    #[serde(default)]
     pub host: Option<Loc<String>>,
-    #[serde(default)]
     pub subsets: Vec<Loc<Subset>>,
-    #[serde(default)]
     pub export_to: Vec<String>,
 }
 
@@ -277,25 +250,20 @@ pub struct Subset {
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct ServiceEntrySpec {
-    #[serde(default)]
     pub hosts: Vec<Loc<String>>,
-    #[serde(default)]
     pub ports: Vec<Loc<ServiceEntryPort>>,
-    #[serde(default)]
     pub location: Option<String>,
-    #[serde(default)]
     pub resolution: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[serde(default)]
 pub struct ServiceEntryPort {
-    #[serde(default)]
     pub number: Option<u32>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub protocol: Option<String>,
 }
 
