@@ -15,12 +15,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::Api;
-use kube::runtime::wait::{await_condition, conditions};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use support::browser::Browser;
 use support::{run, standin};
@@ -77,7 +71,7 @@ impl Project {
             .arg(&tc.kubeconfig)
             .args(["apply", "-n", &ns.name, "-f"])
             .arg(routing.join("workloads.yaml")));
-        wait_for_app(&client, &ns.name).await;
+        support::workloads::wait_ready(&client, &ns.name).await;
         std::fs::write(
             dir.path().join("meshloop.yaml"),
             format!(
@@ -103,36 +97,6 @@ impl Drop for Project {
         let _ = Command::new(support::repo_root().join("dev/standin.sh"))
             .args(["down", self.standin.to_str().unwrap()])
             .output();
-    }
-}
-
-/// Both versions' Deployments complete, and their endpoints ready (the diagnosis reads them).
-async fn wait_for_app(client: &kube::Client, ns: &str) {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    for name in ["goapp-v1", "goapp-v2"] {
-        await_condition(
-            deployments.clone(),
-            name,
-            conditions::is_deployment_completed(),
-        )
-        .await
-        .unwrap();
-    }
-    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), ns);
-    let cfg = watcher::Config::default().labels("kubernetes.io/service-name=goapp");
-    let mut stream = std::pin::pin!(watcher::watcher(slices, cfg).default_backoff());
-    let mut ready: std::collections::BTreeMap<String, usize> = Default::default();
-    while ready.values().sum::<usize>() < 2 {
-        let ev = stream.next().await.unwrap().unwrap();
-        if let watcher::Event::Apply(s) | watcher::Event::InitApply(s) = ev {
-            let n = s
-                .endpoints
-                .iter()
-                .flatten()
-                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
-                .count();
-            ready.insert(s.metadata.name.clone().unwrap_or_default(), n);
-        }
     }
 }
 

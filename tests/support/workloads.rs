@@ -53,6 +53,12 @@ pub async fn deploy(
 ) {
     let rendered = helm_template(ns, values, &["deployment", "service"]);
     kubectl_apply(tc, ns, &dir.join("workloads.yaml"), &rendered);
+    wait_ready(client, ns).await;
+}
+
+/// Both versions' Deployments complete, and Service goapp with two Ready endpoints (the
+/// EndpointSlice controller follows the Deployments a moment later; diagnoses read it).
+pub async fn wait_ready(client: &kube::Client, ns: &str) {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     for name in ["goapp-v1", "goapp-v2"] {
         await_condition(
