@@ -79,6 +79,16 @@ fn precedence_across_rules_and_routes() {
         rule.at.as_deref().unwrap().contains("routing.yaml:"),
         "{rule:?}"
     );
+    // The decision names the route whose rule matched, its index in that route's `rules`,
+    // and the Gateway and listener, not the translation's names.
+    let d = &ex.decision;
+    assert_eq!(d.virtual_service.as_deref(), Some("dev/shop-headers"));
+    assert_eq!(d.rule, Some(0));
+    assert_eq!(d.gateway.as_deref(), Some("dev/public"));
+    assert_eq!(d.listener.as_deref(), Some("http"));
+    let ex = go(&m, "shop.dev", "/api/orders");
+    assert_eq!(ex.decision.virtual_service.as_deref(), Some("dev/shop"));
+    assert_eq!(ex.decision.rule, Some(1));
 }
 
 #[test]

@@ -173,8 +173,12 @@ pub struct Decision {
     pub status: Option<u16>,
     /// The Gateway (`ns/name`) whose server put the chosen route (or the redirect) on the port.
     pub gateway: Option<String>,
+    /// For a Gateway API Gateway, the listener that took the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener: Option<String>,
     pub server_port: Option<u32>,
-    /// The VirtualService (`ns/name`) and the index of its `http` rule that matched.
+    /// The VirtualService (`ns/name`) and the index of its `http` rule that matched; for
+    /// Gateway API routing, the HTTPRoute (or GRPCRoute) and the index in its `rules`.
     pub virtual_service: Option<String>,
     pub rule: Option<usize>,
 }
@@ -288,10 +292,10 @@ impl<'a> Walk<'a> {
         let Some(r) = found else {
             return self.no_route(vh);
         };
-        self.decision.gateway = Some(r.server.gateway.meta.ns_name());
-        self.decision.server_port = Some(self.port);
-        self.decision.virtual_service = Some(r.vs.meta.ns_name());
-        self.decision.rule = Some(r.rule_index);
+        self.set_gateway(r.server.gateway);
+        let (source, index) = r.vs.rule_origin(r.rule_index);
+        self.decision.virtual_service = Some(source.ns_name());
+        self.decision.rule = Some(index);
         self.matched_hops(vh, r);
         self.act(r.vs, r.vs.rule_meta(r.rule_index), r.rule)
     }
@@ -367,11 +371,21 @@ impl<'a> Walk<'a> {
         Outcome::NoRoute { reason }
     }
 
+    /// Names the Gateway whose server took the request: a translated listener by its
+    /// Gateway API Gateway and listener.
+    fn set_gateway(&mut self, gw: &Gateway) {
+        self.decision.gateway = Some(match &gw.listener_of {
+            Some((name, _)) => format!("{}/{name}", gw.meta.namespace()),
+            None => gw.meta.ns_name(),
+        });
+        self.decision.listener = gw.listener_of.as_ref().map(|(_, l)| l.clone());
+        self.decision.server_port = Some(self.port);
+    }
+
     /// A server with `tls.httpsRedirect` answers every request on its hosts with 301.
     fn https_redirect(&mut self, srv: ServerRef) -> Outcome {
         let location = format!("https://{}{}", self.host, self.req.path);
-        self.decision.gateway = Some(srv.gateway.meta.ns_name());
-        self.decision.server_port = Some(self.port);
+        self.set_gateway(srv.gateway);
         self.hops.push(hop(
             "action",
             true,

@@ -72,6 +72,9 @@ impl Meta {
 pub struct Gateway {
     pub meta: Meta,
     pub spec: GatewaySpec,
+    /// For a Gateway translated from a Gateway API listener: the Gateway's own name and the
+    /// listener's (`meta` names the translation, one per listener).
+    pub listener_of: Option<(String, String)>,
 }
 
 /// How a VirtualService names a gateway.
@@ -137,8 +140,9 @@ pub struct VirtualService {
     /// The hosts as Istio reads them (short names expanded), same order as `spec.hosts`.
     pub hosts: Vec<String>,
     /// For a VirtualService translated from HTTPRoutes, where each rule of `spec.http` was
-    /// written (rules of several routes merge on one listener and host); empty otherwise.
-    pub rule_sources: Vec<Meta>,
+    /// written (rules of several routes merge on one listener and host): the route and the
+    /// index of the rule in its `rules`; empty otherwise.
+    pub rule_sources: Vec<(Meta, usize)>,
 }
 
 impl VirtualService {
@@ -172,7 +176,15 @@ impl VirtualService {
 
     /// The object rule `i` of `spec.http` was written in.
     pub fn rule_meta(&self, i: usize) -> &Meta {
-        self.rule_sources.get(i).unwrap_or(&self.meta)
+        self.rule_origin(i).0
+    }
+
+    /// The object rule `i` of `spec.http` was written in and its index there (a translated
+    /// rule's index in its route's `rules`).
+    pub fn rule_origin(&self, i: usize) -> (&Meta, usize) {
+        self.rule_sources
+            .get(i)
+            .map_or((&self.meta, i), |(meta, at)| (meta, *at))
     }
 
     pub fn binds_mesh(&self) -> bool {
@@ -689,6 +701,7 @@ impl Model {
                 self.gateways.push(Gateway {
                     meta: meta.clone(),
                     spec,
+                    listener_of: None,
                 })
             }),
             "VirtualService" => istio::spec::<VirtualServiceSpec>(&obj.node).map(|spec| {

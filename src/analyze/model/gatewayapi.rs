@@ -322,6 +322,7 @@ fn listener_gateways(m: &Model) -> Vec<Gateway> {
             };
             out.push(Gateway {
                 meta,
+                listener_of: Some((gw.meta.name().to_string(), l.name.value.clone())),
                 spec: istio::GatewaySpec {
                     selector: Some(Loc {
                         pos: gw.meta.pos,
@@ -522,6 +523,8 @@ pub fn intersect(listener: Option<&str>, route: &[Loc<String>]) -> Vec<String> {
 /// One rule entry of a translated VirtualService: one match of one rule of one route.
 struct Entry {
     source: Meta,
+    /// The index of the rule in its route's `rules`.
+    index: usize,
     rule: Loc<istio::HttpRoute>,
 }
 
@@ -557,6 +560,7 @@ fn virtual_services(m: &Model, routes: &[Route]) -> Vec<VirtualService> {
                     });
                     slot.2.extend(entries.iter().map(|e| Entry {
                         source: e.source.clone(),
+                        index: e.index,
                         rule: e.rule.clone(),
                     }));
                 }
@@ -601,7 +605,7 @@ fn merged(
             },
             legacy_dotted: false,
         }],
-        rule_sources: entries.into_iter().map(|e| e.source).collect(),
+        rule_sources: entries.into_iter().map(|e| (e.source, e.index)).collect(),
         meta,
         spec,
     }
@@ -669,6 +673,7 @@ fn translate_rules(m: &Model, r: &Route) -> Vec<Entry> {
             );
             out.push(Entry {
                 source: r.meta.clone(),
+                index: i,
                 rule: Loc {
                     pos: rule.pos,
                     value: one_match(&action, label, mm),
