@@ -5,7 +5,8 @@
 #
 # Runs every scenario of the corpus (tests/fidelity/NAME/: *.yaml + requests.json, with
 # tests/fidelity/base.yaml's workloads; expect.json lists the differences meshloop makes on
-# purpose) and N scenarios of the seeded generator (tests/fidelity/tool; default N=2000,
+# purpose; a meshloop.yaml naming `ingress.gateway` sends the requests to that Gateway API
+# Gateway, in both tools) and N scenarios of the seeded generator (tests/fidelity/tool; default N=2000,
 # FIDELITY_N), through both `meshloop explain --offline -o json --requests` and dev/oracle
 # (Istio's config generator + Envoy's route semantics), then prints the agreement per
 # decision field, each disagreement with the objects involved, and the precision and
@@ -48,7 +49,7 @@ dev/oracle --build >/dev/null
 
 # The scenario list: the oracle's batch, and the runs the comparison reads.
 python3 - "$root/tests/fidelity" "$work" >"$work/runs.json" <<'EOF'
-import glob, json, os, sys
+import glob, json, os, re, sys
 corpus, work = sys.argv[1], sys.argv[2]
 base = os.path.join(corpus, "base.yaml")
 runs, batch = [], []
@@ -56,13 +57,19 @@ dirs = [("corpus", d) for d in sorted(glob.glob(corpus + "/*/")) if os.path.exis
 dirs += [("generated", d) for d in sorted(glob.glob(work + "/gen/*/"))]
 for kind, d in dirs:
     name = os.path.basename(d.rstrip("/"))
-    files = [base] + sorted(glob.glob(d + "*.yaml"))
+    config = d + "meshloop.yaml"
+    files = [base] + sorted(f for f in glob.glob(d + "*.yaml") if f != config)
     out = os.path.join(work, "out", name)
     expect = d + "expect.json"
     runs.append({"name": name, "kind": kind, "files": files, "requests": d + "requests.json",
                  "oracle": out + ".oracle.json", "meshloop": out + ".meshloop.json",
-                 "check": out + ".check.json", "expect": expect if os.path.exists(expect) else ""})
-    batch.append({"name": name, "files": files, "requests": d + "requests.json", "out": out + ".oracle.json"})
+                 "check": out + ".check.json", "expect": expect if os.path.exists(expect) else "",
+                 "config": config if os.path.exists(config) else "-"})
+    sc = {"name": name, "files": files, "requests": d + "requests.json", "out": out + ".oracle.json"}
+    gateway = re.search(r"^\s+gateway:\s*(\S+)", open(config).read(), re.M) if os.path.exists(config) else None
+    if gateway:
+        sc["gateway"] = gateway.group(1)
+    batch.append(sc)
 json.dump(batch, open(os.path.join(work, "batch.json"), "w"))
 json.dump(runs, sys.stdout)
 EOF
@@ -72,18 +79,21 @@ now() { date +%s%N; }
 t0=$(now)
 ORACLE_LOG=$work/oracle.log dev/oracle --batch "$work/batch.json"
 t1=$(now)
-# meshloop runs where no meshloop.yaml is (the scenario's files are all it reads).
+# meshloop runs where no meshloop.yaml is (the scenario's files are all it reads), unless
+# the scenario has its own ("-": none).
 python3 -c '
 import json, sys
 for r in json.load(open(sys.argv[1])):
-    print(r["requests"], r["meshloop"], r["check"], *r["files"], sep="\t")' "$work/runs.json" >"$work/list.tsv"
+    print(r["requests"], r["meshloop"], r["check"], r["config"], *r["files"], sep="\t")' "$work/runs.json" >"$work/list.tsv"
 each() { # each explain|check LIST: one meshloop process per scenario
-	while IFS=$'\t' read -r requests out check files; do
+	while IFS=$'\t' read -r requests out check config files; do
 		read -r -a f <<<"${files//$'\t'/ }"
+		local c=()
+		[[ $config == - ]] || c=(--config "$config")
 		if [[ $1 == explain ]]; then
-			(cd "$work/cwd" && "$meshloop" explain --offline -o json --requests "$requests" "${f[@]}" >"$out" 2>>"$work/meshloop.log") || true
+			(cd "$work/cwd" && "$meshloop" explain "${c[@]}" --offline -o json --requests "$requests" "${f[@]}" >"$out" 2>>"$work/meshloop.log") || true
 		else
-			(cd "$work/cwd" && "$meshloop" check --offline -o json "${f[@]}" >"$check" 2>>"$work/meshloop.log") || true
+			(cd "$work/cwd" && "$meshloop" check "${c[@]}" --offline -o json "${f[@]}" >"$check" 2>>"$work/meshloop.log") || true
 		fi
 	done <"$2"
 }

@@ -113,9 +113,10 @@ pub struct Ingress {
     /// An address to use when the Service has none (`host:port`).
     #[serde(default)]
     pub address: Option<String>,
-    /// A Gateway API Gateway (of class `istio`, in `namespace`) as the ingress: its address
-    /// is the one istiod writes into its `status.addresses`, its Service the `<name>-istio`
-    /// istiod deploys (unless `service` is set), its port 80 (unless `port` is set).
+    /// A Gateway API Gateway (of class `istio`, in `namespace`, or `namespace/name`) as the
+    /// ingress: its address is the one istiod writes into its `status.addresses`, its
+    /// Service the `<name>-istio` istiod deploys (unless `service` is set), its port 80
+    /// (unless `port` is set).
     #[serde(default)]
     pub gateway: Option<String>,
 }
@@ -148,6 +149,9 @@ impl Ingress {
     /// For `gateway:`, the Service and port istiod deploys for that Gateway where the config
     /// leaves the Istio chart's defaults.
     fn for_gateway(mut self) -> Ingress {
+        if let Some((ns, name)) = self.gateway.as_deref().and_then(|g| g.split_once('/')) {
+            (self.namespace, self.gateway) = (ns.to_string(), Some(name.to_string()));
+        }
         if let Some(g) = &self.gateway {
             if self.service == Self::default_service() {
                 self.service = format!("{g}-istio");
@@ -597,6 +601,27 @@ mod tests {
             err.contains(":3:5: sources[0]: unknown key `recursive`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_gateway_api_ingress_names_its_service_and_port() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "ingress: {namespace: dev, gateway: public}\n",
+            "ingress: {gateway: dev/public}\n",
+        ] {
+            let cfg = Config::load(&write(dir.path(), text)).unwrap();
+            let i = &cfg.ingress;
+            assert_eq!(
+                (i.namespace.as_str(), i.gateway.as_deref()),
+                ("dev", Some("public")),
+                "{text}"
+            );
+            assert_eq!(
+                (i.service.as_str(), i.port.as_str()),
+                ("public-istio", "80")
+            );
+        }
     }
 
     #[test]

@@ -45,6 +45,7 @@ type Decision struct {
 	Outcome        string        `json:"outcome"`
 	Status         *int          `json:"status"`
 	Gateway        *string       `json:"gateway"`
+	Listener       *string       `json:"listener,omitempty"`
 	ServerPort     *uint32       `json:"server_port"`
 	VirtualService *string       `json:"virtual_service"`
 	Rule           *int          `json:"rule"`
@@ -90,9 +91,8 @@ func (e *env) decide(rq Request) Decision {
 	if vh.GetRequireTls() == route.VirtualHost_ALL {
 		// Plain HTTP to a virtual host that requires TLS: Envoy redirects to https (301).
 		d.Outcome, d.Status = "redirect", ptr(301)
-		if gw, port := e.redirectServerFor(rds, vh.Domains[0]); gw != "" {
-			d.Gateway, d.ServerPort = &gw, &port
-		}
+		gw, port := e.redirectServerFor(rds, vh.Domains[0])
+		nameGateway(&d, gw, port)
 		return d
 	}
 	r := gwroute.Match(vh, req)
@@ -126,19 +126,19 @@ func (e *env) describeRoute(d *Decision, rds string, vh *route.VirtualHost, r *r
 	key := vsKeyFromMetadata(r)
 	cfg := e.in.vs[key]
 	if cfg == nil {
+		e.describeDerived(d, rds, vh, r, key)
 		return
 	}
 	vs := cfg.Spec.(*networking.VirtualService)
 	d.VirtualService = &key
 	d.Rule = ptr(ruleIndex(vs, r.Name))
 	gw, port := e.serverFor(rds, vh.Domains[0], cfg.Namespace, vsGateways(cfg.Namespace, vs.Gateways), resolveHosts(cfg.Namespace, vs.Hosts))
-	if gw != "" {
-		d.Gateway, d.ServerPort = &gw, &port
-	}
+	nameGateway(d, gw, port)
 }
 
 // act reads the route's decision: a redirect, a direct response, or clusters with weights
-// (a route fails with 503 when none of its clusters exists with a healthy endpoint).
+// (a route fails with 503 when none of its clusters exists with a healthy endpoint, or with
+// the route's cluster-not-found status when none exists at all).
 func (e *env) act(d *Decision, gd gwroute.Decision) {
 	switch gd.Action {
 	case gwroute.Redirect:
@@ -156,7 +156,7 @@ func (e *env) act(d *Decision, gd gwroute.Decision) {
 	for _, c := range gd.Clusters {
 		total += c.Weight
 	}
-	ok := false
+	ok, found := false, false
 	for _, c := range gd.Clusters {
 		_, subset, h, port := model.ParseSubsetKey(c.Name)
 		dst := Destination{Host: string(h), Port: uint32(port)}
@@ -167,14 +167,20 @@ func (e *env) act(d *Decision, gd gwroute.Decision) {
 			dst.Weight = math.Round(float64(c.Weight)*10000/float64(total)) / 100
 		}
 		if _, exists := e.cds[c.Name]; exists {
+			found = true
 			dst.HealthyEndpoints = e.healthy[c.Name]
 			ok = ok || (dst.HealthyEndpoints > 0 && dst.Weight > 0)
 		}
 		d.Destinations = append(d.Destinations, dst)
 	}
-	if ok {
+	switch {
+	case ok:
 		d.Outcome = "routed"
-	} else {
+	case !found && gd.ClusterNotFoundStatus != 503:
+		// None of the clusters exists and the route answers that itself (istiod asks 500
+		// for Gateway API routes: their backends are invalid).
+		d.Outcome, d.Status = "direct", ptr(gd.ClusterNotFoundStatus)
+	default:
 		d.Outcome, d.Status = "503", ptr(503)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pilot/test/xdstest"
+	"istio.io/istio/pkg/config"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -22,7 +23,9 @@ import (
 // env is one scenario translated by Istio: the gateway proxy's listeners, routes and
 // clusters, and the healthy endpoints of each cluster.
 type env struct {
-	in      *input
+	in *input
+	// derived: the VirtualServices istiod's Gateway API controller made from the routes.
+	derived map[string]*config.Config
 	proxy   *model.Proxy
 	sim     *simulation.Simulation
 	rds     map[string]*route.RouteConfiguration
@@ -40,17 +43,23 @@ type gatewayWorkload struct {
 	// into the target ports the listeners bind).
 	service *corev1.Service
 	pod     *corev1.PodSpec
+	// ip is the proxy's address: a Gateway API gateway's Pod IP, which makes the proxy an
+	// endpoint of the Gateway's Service (istiod applies a Gateway's listeners only there).
+	ip string
 }
 
 const defaultIngress = "istio-ingress/istio-ingress"
 
-func newEnv(t *testing.T, s *xds.FakeDiscoveryServer, in *input, ingress string) *env {
-	gw := findGateway(in, ingress)
+func newEnv(t *testing.T, s *xds.FakeDiscoveryServer, in *input, sc scenario) *env {
+	gw := findGateway(in, sc.Ingress)
+	if sc.Gateway != "" {
+		gw = findK8sGateway(in, sc.Gateway)
+	}
 	proxy := s.SetupProxy(&model.Proxy{
 		Type:            model.Router,
 		ID:              "istio-ingress-oracle." + gw.namespace,
 		ConfigNamespace: gw.namespace,
-		IPAddresses:     []string{"10.255.255.1"},
+		IPAddresses:     []string{gw.ip},
 		Labels:          gw.labels,
 		Metadata: &model.NodeMetadata{
 			Namespace:    gw.namespace,
@@ -62,6 +71,7 @@ func newEnv(t *testing.T, s *xds.FakeDiscoveryServer, in *input, ingress string)
 	sim := simulation.NewSimulation(t, s, proxy)
 	return &env{
 		in:      in,
+		derived: derivedVirtualServices(s),
 		proxy:   proxy,
 		sim:     sim,
 		rds:     xdstest.ExtractRouteConfigurations(sim.Routes),
@@ -109,7 +119,7 @@ func findGateway(in *input, ingress string) gatewayWorkload {
 		ingress = defaultIngress
 	}
 	ns, name, _ := strings.Cut(ingress, "/")
-	gw := gatewayWorkload{namespace: ns, labels: map[string]string{"istio": "ingressgateway"}}
+	gw := gatewayWorkload{namespace: ns, labels: map[string]string{"istio": "ingressgateway"}, ip: "10.255.255.1"}
 	for _, o := range in.kube {
 		if s, ok := o.(*corev1.Service); ok && s.Namespace == ns && s.Name == name && len(s.Spec.Selector) > 0 {
 			gw.service = s

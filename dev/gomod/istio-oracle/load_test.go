@@ -81,6 +81,7 @@ func load(paths []string) (*input, error) {
 		}
 	}
 	in.kubeKey = hex.EncodeToString(kube.Sum(nil))
+	in.kube = append(in.kube, gatewayDeployments(in.kube)...)
 	in.kube = append(in.kube, synthesize(in.kube)...)
 	return in, nil
 }
@@ -94,7 +95,7 @@ func expand(paths []string) ([]string, error) {
 			}
 			ext := filepath.Ext(path)
 			if !d.IsDir() && (ext == ".yaml" || ext == ".yml" || ext == ".json") &&
-				filepath.Base(path) != "requests.json" && !strings.HasPrefix(filepath.Base(path), "expect") {
+				filepath.Base(path) != "requests.json" && filepath.Base(path) != "meshloop.yaml" && !strings.HasPrefix(filepath.Base(path), "expect") {
 				out = append(out, path)
 			}
 			return nil
@@ -163,6 +164,7 @@ func (in *input) addDoc(file, doc string, base time.Time) (kube bool, err error)
 			s.SetNamespace(defaultNamespace)
 		}
 	}
+	asApplied(obj)
 	in.kube = append(in.kube, obj)
 	return true, nil
 }

@@ -32,6 +32,9 @@ type scenario struct {
 	// Ingress is the gateway Service as `namespace/name` (meshloop's `ingress` setting);
 	// default istio-ingress/istio-ingress.
 	Ingress string `json:"ingress,omitempty"`
+	// Gateway is the Gateway API Gateway the requests arrive at, `namespace/name`
+	// (meshloop's `ingress.gateway`); it takes the place of Ingress.
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // result is what a scenario's "out" file holds when the scenario could not run.
@@ -109,7 +112,7 @@ func runScenario(t *testing.T, w *worker, sc scenario) {
 		return
 	}
 	rejected = in.rejected
-	env := newEnv(t, w.server(t, in), in, sc.Ingress)
+	env := newEnv(t, w.server(t, in), in, sc)
 	out := make([]Decision, 0, len(reqs))
 	for _, rq := range reqs {
 		out = append(out, env.decide(rq))

@@ -27,6 +27,7 @@ type decision struct {
 	Outcome        string         `json:"outcome"`
 	Status         *int           `json:"status"`
 	Gateway        *string        `json:"gateway"`
+	Listener       *string        `json:"listener"`
 	ServerPort     *int           `json:"server_port"`
 	VirtualService *string        `json:"virtual_service"`
 	Rule           *int           `json:"rule"`
@@ -56,7 +57,7 @@ type expected struct {
 	Reason  string   `json:"reason"`
 }
 
-var fields = []string{"outcome", "status", "gateway", "server_port", "virtual_service", "rule",
+var fields = []string{"outcome", "status", "gateway", "listener", "server_port", "virtual_service", "rule",
 	"destinations", "destinations.cluster", "destinations.weight", "destinations.healthy_endpoints"}
 
 func show[T any](p *T) string {
@@ -88,6 +89,7 @@ func (d decision) values() map[string]string {
 		"outcome":                        d.Outcome,
 		"status":                         show(d.Status),
 		"gateway":                        show(d.Gateway),
+		"listener":                       show(d.Listener),
 		"server_port":                    show(d.ServerPort),
 		"virtual_service":                show(d.VirtualService),
 		"rule":                           show(d.Rule),
