@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use super::model::gatewayapi::GATEWAY_NAME_LABEL;
 use super::model::{
     self, Gateway, Meta, Model, ServerHost, VirtualService, host_matches, selects, show_labels,
 };
@@ -546,6 +547,9 @@ pub(crate) fn ingress_gateway_list(m: &Model) -> Vec<&Gateway> {
 fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
     let ing = &m.ingress;
     let pods = ingress_pods(m);
+    if let (true, Some(name)) = (pods.is_empty(), &ing.gateway) {
+        return gateway_api_ingress(m, name, hops);
+    }
     if pods.is_empty() {
         hops.push(hop(
             "gateway",
@@ -564,10 +568,14 @@ fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
         .gateways
         .iter()
         .filter(|g| {
-            g.spec
-                .selector
-                .as_ref()
-                .is_none_or(|s| pods.iter().any(|p| selects(&s.value, &p.labels)))
+            // istiod applies a Gateway API Gateway's listeners to its own namespace's Pods.
+            pods.iter().any(|p| {
+                g.spec
+                    .selector
+                    .as_ref()
+                    .is_none_or(|s| selects(&s.value, &p.labels))
+                    && (g.listener_of.is_none() || p.namespace == g.meta.namespace())
+            })
         })
         .collect();
     let labels = show_labels(&pods[0].labels);
@@ -602,17 +610,44 @@ fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
     chosen
 }
 
-/// The Pods behind the ingress Service, or the gateway workloads of its namespace.
+/// A Gateway API ingress whose Pods are not known: the listeners of that Gateway apply (the
+/// Pods istiod deploys for it carry its name).
+fn gateway_api_ingress<'a>(m: &'a Model, name: &str, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
+    let ns = &m.ingress.namespace;
+    let chosen: Vec<&Gateway> = m
+        .gateways
+        .iter()
+        .filter(|g| g.meta.namespace() == ns)
+        .filter(|g| g.listener_of.as_ref().is_some_and(|(gw, _)| gw == name))
+        .collect();
+    let detail = if chosen.is_empty() {
+        format!("no Gateway {ns}/{name} of an Istio class in the sources")
+    } else {
+        format!(
+            "Gateway {ns}/{name}: its listeners apply (the Pods istiod deploys for it are not known{})",
+            if m.live { "" } else { " offline" }
+        )
+    };
+    let place = chosen.first().and_then(|g| at(&g.meta, Pos::default()));
+    hops.push(hop("gateway", !chosen.is_empty(), detail, place));
+    chosen
+}
+
+/// The Pods behind the ingress Service, or the gateway workloads of its namespace; for a
+/// Gateway API ingress, the Pods istiod deploys for the Gateway (labelled with its name).
 fn ingress_pods(m: &Model) -> Vec<&model::Workload> {
     let ing = &m.ingress;
-    match m.service(&ing.namespace, &ing.service) {
-        Some(svc) => m.pods_of(svc, None).collect(),
-        None => m
-            .workloads
-            .iter()
-            .filter(|w| w.namespace == ing.namespace && w.is_gateway())
-            .collect(),
+    if let Some(svc) = m.service(&ing.namespace, &ing.service) {
+        return m.pods_of(svc, None).collect();
     }
+    m.workloads
+        .iter()
+        .filter(|w| w.namespace == ing.namespace)
+        .filter(|w| match &ing.gateway {
+            Some(gw) => w.labels.get(GATEWAY_NAME_LABEL) == Some(gw),
+            None => w.is_gateway(),
+        })
+        .collect()
 }
 
 /// Envoy's string matching; `ignore_case` (ignoreUriCase) folds exact and prefix matches only:
@@ -873,6 +908,8 @@ impl Walk<'_> {
         if let Some(why) = &rd.invalid {
             out.hops.push(hop("backend", false, why, at(vs, rd.pos)));
             out.fails_with = Some("500 (invalid backendRef)".into());
+            // istiod keeps it as a cluster that does not exist: nothing to send to.
+            out.healthy_endpoints = Some(0);
             return out;
         }
         let Some(svc) = m.service_for_host(&host) else {

@@ -416,11 +416,13 @@ fn listeners_for(
     }
     let mut accepted = Vec::new();
     for l in allowed {
-        let hosts = intersect(
+        let mut hosts = intersect(
             l.hostname.as_ref().map(|h| h.value.as_str()),
             &spec.hostnames,
         );
         if !hosts.is_empty() {
+            // Accepted even when isolation leaves no hostname here (istiod says nothing).
+            hosts.retain(|h| isolated(gw, l, h));
             accepted.push((listener_gateway_name(gw.meta.name(), &l.name), hosts));
         }
     }
@@ -435,6 +437,24 @@ fn listeners_for(
         ));
     }
     Attachment::Accepted(accepted)
+}
+
+/// Listener isolation as istiod applies it: a hostname a route serves on a listener with no
+/// hostname or a wildcard one stays off that listener when another listener of the Gateway,
+/// on the same port and protocol, has a hostname at least as long that covers it (that more
+/// specific listener alone serves it, whichever routes attach there).
+fn isolated(gw: &K8sGateway, l: &Listener, host: &str) -> bool {
+    let ours = l.hostname.as_ref().map_or("", |h| h.value.as_str());
+    if !ours.is_empty() && !ours.starts_with('*') {
+        return true;
+    }
+    gw.spec
+        .listeners
+        .iter()
+        .filter(|o| o.port.value == l.port.value && o.protocol.value == l.protocol.value)
+        .filter_map(|o| o.hostname.as_ref().map(|h| h.value.as_str()))
+        .filter(|other| !other.eq_ignore_ascii_case(ours))
+        .all(|other| ours.len() > other.len() || !host_matches(other, host))
 }
 
 /// Why a parentRef's sectionName and port select no listener, as istiod says it.

@@ -43,6 +43,7 @@ type destination struct {
 	Port             *int    `json:"port"`
 	Weight           float64 `json:"weight"`
 	HealthyEndpoints *int    `json:"healthy_endpoints"`
+	FailsWith        *string `json:"fails_with"`
 	At               *string `json:"at"`
 	Hops             []struct {
 		At *string `json:"at"`
@@ -157,6 +158,7 @@ func compare(runs []scenarioRun, w io.Writer, verbose int) (map[string]*tally, *
 		}
 		for i := range ml {
 			t.requests++
+			nameRefused(&ml[i], &or[i])
 			mv, ov := ml[i].values(), or[i].values()
 			var diff []string
 			for _, f := range fields {
@@ -173,6 +175,24 @@ func compare(runs []scenarioRun, w io.Writer, verbose int) (map[string]*tally, *
 		cc.add(sc, ml, or)
 	}
 	return tallies, cc
+}
+
+// nameRefused: istiod writes a backendRef it refuses (to another namespace without a
+// ReferenceGrant) as an unnamed cluster (host "", port 0), where meshloop names the backend
+// it refused and says it fails with 500; both send nothing there. The oracle's destination takes the
+// refused backend's name when meshloop's at the same place fails with no endpoints.
+func nameRefused(ml, or *decision) {
+	if len(ml.Destinations) != len(or.Destinations) {
+		return
+	}
+	for i := range or.Destinations {
+		o, m := &or.Destinations[i], ml.Destinations[i]
+		refused := m.FailsWith != nil && strings.HasPrefix(*m.FailsWith, "500") &&
+			m.HealthyEndpoints != nil && *m.HealthyEndpoints == 0
+		if o.Host == "" && o.Port != nil && *o.Port == 0 && refused {
+			o.Host, o.Port = m.Host, m.Port
+		}
+	}
 }
 
 func expectedReason(exp []expected, req int, diff []string) string {

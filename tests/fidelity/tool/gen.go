@@ -9,27 +9,43 @@ import (
 	"strings"
 )
 
-// gen writes n scenarios (routing.yaml + requests.json) under out: random routing that
-// Istio accepts, over the workloads of tests/fidelity/base.yaml, and requests aimed at its
-// hosts and paths. Scenario i is a function of (seed, i) alone, so one scenario can be
+// gen writes n Istio scenarios and gw Gateway API ones (routing.yaml + requests.json, and a
+// meshloop.yaml for the Gateway API ones) under out: random routing that Istio accepts,
+// over the workloads of tests/fidelity/base.yaml, and requests aimed at its hosts and
+// paths. Scenario i is a function of (seed, kind, i) alone, so one scenario can be
 // regenerated and a run reproduced from its seed.
-func gen(out string, n int, seed uint64) error {
+func gen(out string, n, gw int, seed uint64) error {
 	for i := range n {
-		dir := filepath.Join(out, fmt.Sprintf("gen-%d-%05d", seed, i))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
 		g := &generator{r: rand.New(rand.NewPCG(seed, uint64(i)))}
 		yaml, reqs := g.scenario()
-		if err := os.WriteFile(filepath.Join(dir, "routing.yaml"), []byte(yaml), 0o644); err != nil {
+		if err := write(filepath.Join(out, fmt.Sprintf("gen-%d-%05d", seed, i)), yaml, "", reqs); err != nil {
 			return err
 		}
-		raw, _ := json.MarshalIndent(reqs, "", "  ")
-		if err := os.WriteFile(filepath.Join(dir, "requests.json"), raw, 0o644); err != nil {
+	}
+	for i := range gw {
+		g := &generator{r: rand.New(rand.NewPCG(seed, uint64(i)|1<<63))}
+		yaml, config, reqs := g.gatewayAPIScenario()
+		if err := write(filepath.Join(out, fmt.Sprintf("gen-gw-%d-%05d", seed, i)), yaml, config, reqs); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+func write(dir, yaml, config string, reqs []request) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "routing.yaml"), []byte(yaml), 0o644); err != nil {
+		return err
+	}
+	if config != "" {
+		if err := os.WriteFile(filepath.Join(dir, "meshloop.yaml"), []byte(config), 0o644); err != nil {
+			return err
+		}
+	}
+	raw, _ := json.MarshalIndent(reqs, "", "  ")
+	return os.WriteFile(filepath.Join(dir, "requests.json"), raw, 0o644)
 }
 
 type generator struct {

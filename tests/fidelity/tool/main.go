@@ -1,7 +1,8 @@
 // Command fidelity is the generator and the comparison of dev/fidelity.sh:
 //
-//	fidelity gen --out DIR --n N --seed S
-//	    writes N random scenarios (routing.yaml, requests.json) under DIR
+//	fidelity gen --out DIR --n N [--gateway-api M] --seed S
+//	    writes N random Istio scenarios (routing.yaml, requests.json) and M random Gateway
+//	    API ones (with a meshloop.yaml naming the Gateway; default N/4) under DIR
 //	fidelity compare --runs RUNS.json [--min 99.5] [--show 20]
 //	    compares meshloop's and the oracle's decisions scenario by scenario, prints the
 //	    agreement per field, the disagreements (minimized to the objects involved) and the
@@ -25,9 +26,13 @@ func main() {
 	case "gen":
 		out := fs.String("out", "", "directory to write the scenarios into")
 		n := fs.Int("n", 100, "number of scenarios")
+		gw := fs.Int("gateway-api", -1, "number of Gateway API scenarios (default: n/4)")
 		seed := fs.Uint64("seed", 1, "seed")
 		_ = fs.Parse(os.Args[2:])
-		if err := gen(*out, *n, *seed); err != nil {
+		if *gw < 0 {
+			*gw = *n / 4
+		}
+		if err := gen(*out, *n, *gw, *seed); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
