@@ -9,18 +9,24 @@
 // {"name", "files": [paths], "requests": path, "out": path}. ORACLE_WORKERS workers (default:
 // GOMAXPROCS) take scenarios in turn, each as a subtest; a worker keeps one discovery server
 // while the scenarios' Kubernetes objects stay the same and swaps only the Istio configs
-// (ORACLE_FRESH=1: a new server for every scenario). A scenario's decisions are written to
+// (ORACLE_FRESH=1: a new server for every scenario; ORACLE_DUMP=1 also writes the route
+// configurations Istio generated next to each "out", as "out".routes.json). A scenario's decisions are written to
 // "out" as a JSON array, or {"error": ...} when the scenario could not run.
 package oracle_test
 
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // scenario is one entry of ORACLE_BATCH.
@@ -118,10 +124,30 @@ func runScenario(t *testing.T, w *worker, sc scenario) {
 		out = append(out, env.decide(rq))
 	}
 	writeJSON(t, sc.Out, out)
+	if os.Getenv("ORACLE_DUMP") != "" {
+		dumpRoutes(t, sc.Out+".routes.json", env)
+	}
 	if len(in.rejected) > 0 {
 		writeJSON(t, sc.Out+".rejected", result{Rejected: in.rejected})
 	}
 	done = true
+}
+
+// dumpRoutes writes the gateway's route configurations as Istio generated them (Envoy's
+// JSON), for reading a decision by hand.
+func dumpRoutes(t *testing.T, path string, e *env) {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(e.rds)) {
+		raw, err := protojson.Marshal(e.rds[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(raw)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func readRequests(path string) ([]Request, error) {

@@ -416,15 +416,19 @@ fn listeners_for(
     }
     let mut accepted = Vec::new();
     for l in allowed {
-        let mut hosts = intersect(
-            l.hostname.as_ref().map(|h| h.value.as_str()),
-            &spec.hostnames,
-        );
-        if !hosts.is_empty() {
-            // Accepted even when isolation leaves no hostname here (istiod says nothing).
-            hosts.retain(|h| isolated(gw, l, h));
-            accepted.push((listener_gateway_name(gw.meta.name(), &l.name), hosts));
+        let listener_host = l.hostname.as_ref().map(|h| h.value.as_str());
+        if intersect(listener_host, &spec.hostnames).is_empty() {
+            continue;
         }
+        // istiod makes one VirtualService per hostname as written (`*` for none), each
+        // bound to the listener; those outside the listener's hostname make no virtual host,
+        // those a more specific listener covers stay off this one (isolation; the route is
+        // accepted all the same, istiod says nothing).
+        let hosts = written_hosts(spec)
+            .into_iter()
+            .filter(|h| isolated(gw, l, h))
+            .collect();
+        accepted.push((listener_gateway_name(gw.meta.name(), &l.name), hosts));
     }
     if accepted.is_empty() {
         let names: Vec<String> = named
@@ -437,6 +441,21 @@ fn listeners_for(
         ));
     }
     Attachment::Accepted(accepted)
+}
+
+/// A route's hostnames as written, lowercased; `*` when it names none.
+fn written_hosts(spec: &HttpRouteSpec) -> Vec<String> {
+    if spec.hostnames.is_empty() {
+        return vec!["*".into()];
+    }
+    let mut out: Vec<String> = Vec::new();
+    for h in &spec.hostnames {
+        let h = h.value.to_ascii_lowercase();
+        if !out.contains(&h) {
+            out.push(h);
+        }
+    }
+    out
 }
 
 /// Listener isolation as istiod applies it: a hostname a route serves on a listener with no
@@ -548,17 +567,19 @@ struct Entry {
     rule: Loc<istio::HttpRoute>,
 }
 
-/// (Gateway namespace, listener gateway name, hostname): one translated VirtualService each.
+/// (Gateway namespace, listener gateway name, hostname as written): one translated
+/// VirtualService each.
 type HostKey = (String, String, String);
 
-/// The route that first claimed a host (its meta names the VirtualService), where that
-/// hostname was written, and the rules gathered there.
-type HostRules = (Meta, Pos, Vec<Entry>);
+/// The route that first claimed a host (its meta names the VirtualService, its creation
+/// time orders it), where that hostname was written, and the rules gathered there.
+type HostRules = (Meta, Option<String>, Pos, Vec<Entry>);
 
-/// One VirtualService per (listener, hostname), its rules from every route attached there.
+/// One VirtualService per (listener, hostname as written), its rules from every route
+/// attached there with that hostname, in istiod's order: by the creation of the oldest
+/// route, then by listener and hostname (the order of istiod's names for them).
 fn virtual_services(m: &Model, routes: &[Route]) -> Vec<VirtualService> {
     let mut by_key: BTreeMap<HostKey, HostRules> = BTreeMap::new();
-    let mut order: Vec<HostKey> = Vec::new();
     for r in routes {
         let entries = translate_rules(m, r);
         for p in &r.parents {
@@ -574,11 +595,10 @@ fn virtual_services(m: &Model, routes: &[Route]) -> Vec<VirtualService> {
                         .iter()
                         .find(|x| x.value.eq_ignore_ascii_case(h))
                         .map_or(r.meta.spec_pos, |x| x.pos);
-                    let slot = by_key.entry(key.clone()).or_insert_with(|| {
-                        order.push(key.clone());
-                        (r.meta.clone(), pos, Vec::new())
-                    });
-                    slot.2.extend(entries.iter().map(|e| Entry {
+                    let slot = by_key
+                        .entry(key)
+                        .or_insert_with(|| (r.meta.clone(), r.created.clone(), pos, Vec::new()));
+                    slot.3.extend(entries.iter().map(|e| Entry {
                         source: e.source.clone(),
                         index: e.index,
                         rule: e.rule.clone(),
@@ -587,12 +607,11 @@ fn virtual_services(m: &Model, routes: &[Route]) -> Vec<VirtualService> {
             }
         }
     }
-    order
-        .into_iter()
-        .filter_map(|key| {
-            let (meta, pos, entries) = by_key.remove(&key)?;
-            Some(merged(key, meta, pos, entries))
-        })
+    let mut all: Vec<(HostKey, HostRules)> = by_key.into_iter().collect();
+    // Stable over the key order: ties on the creation time stay in name order.
+    all.sort_by(|(_, a), (_, b)| (a.1.is_none(), &a.1).cmp(&(b.1.is_none(), &b.1)));
+    all.into_iter()
+        .map(|(key, (meta, _, pos, entries))| merged(key, meta, pos, entries))
         .collect()
 }
 
@@ -729,10 +748,8 @@ fn one_match(
 
 /// The PathPrefix value of a match (`/` when it has none).
 fn path_prefix_of(mm: &HttpRouteMatch) -> String {
-    mm.path
-        .as_ref()
-        .and_then(|p| p.value.value.clone())
-        .unwrap_or_else(|| "/".into())
+    let v = mm.path.as_ref().and_then(|p| p.value.value.clone());
+    rules::trim_prefix(v.unwrap_or_else(|| "/".into()))
 }
 
 /// Whether a backendRef names a Service (the default kind).

@@ -21,7 +21,12 @@ func (g *generator) gatewayAPIScenario() (string, string, []request) {
 	g.hosts = []string{"goapp.dev", "unknown.dev", "www.example.com"}
 	g.paths = []string{"/", "/api/v1/users", "/fortune", "/API/v1", "/static/a.css", "/v2/x", "/api?debug=1"}
 	gwNS := g.pick("istio-ingress", "dev", "dev")
-	listeners := g.k8sGateway(gwNS)
+	g.namespaces()
+	listeners := g.k8sGateway(gwNS, "public")
+	if g.chance(0.2) {
+		// Another Gateway beside the ingress one: its listeners must not take the requests.
+		g.k8sGateway(gwNS, "internal")
+	}
 	g.doc("apiVersion: v1\nkind: Service\nmetadata: {name: goapp-v1, namespace: dev}\nspec:\n  selector: {app: goapp, version: v1}\n  ports:\n    - {name: http, port: 8080, targetPort: http}\n")
 	g.doc("apiVersion: v1\nkind: Service\nmetadata: {name: goapp-v2, namespace: dev}\nspec:\n  selector: {app: goapp, version: v2}\n  ports:\n    - {name: http, port: 8080, targetPort: http}\n")
 	for i := range 1 + g.r.IntN(3) {
@@ -34,8 +39,17 @@ func (g *generator) gatewayAPIScenario() (string, string, []request) {
 	return g.b.String(), config, g.requests()
 }
 
-// k8sGateway writes the Gateway `public` in ns; listeners differ in port or hostname.
-func (g *generator) k8sGateway(ns string) []gwListener {
+// namespaces labels the route namespaces at random, for allowedRoutes selectors.
+func (g *generator) namespaces() {
+	for _, ns := range []string{"dev", "other"} {
+		if g.chance(0.5) {
+			g.doc("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels: {routes: %q}\n", ns, g.pick("yes", "no"))
+		}
+	}
+}
+
+// k8sGateway writes the Gateway `name` in ns; listeners differ in port or hostname.
+func (g *generator) k8sGateway(ns, name string) []gwListener {
 	var out []gwListener
 	var b strings.Builder
 	seen := map[string]bool{}
@@ -54,12 +68,15 @@ func (g *generator) k8sGateway(ns string) []gwListener {
 			fmt.Fprintf(&b, "      hostname: %q\n", l.hostname)
 			g.hosts = append(g.hosts, strings.Replace(l.hostname, "*", "a", 1))
 		}
-		if g.chance(0.5) {
+		switch {
+		case g.chance(0.1):
+			b.WriteString("      allowedRoutes: {namespaces: {from: Selector, selector: {matchLabels: {routes: \"yes\"}}}}\n")
+		case g.chance(0.5):
 			fmt.Fprintf(&b, "      allowedRoutes: {namespaces: {from: %s}}\n", g.pick("All", "Same"))
 		}
 		out = append(out, l)
 	}
-	g.doc("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: public, namespace: %s}\nspec:\n  gatewayClassName: istio\n  listeners:\n%s", ns, b.String())
+	g.doc("apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: %s, namespace: %s}\nspec:\n  gatewayClassName: istio\n  listeners:\n%s", name, ns, b.String())
 	return out
 }
 
@@ -68,7 +85,7 @@ func (g *generator) httpRoute(i int, gwNS string, listeners []gwListener) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: route-%d, namespace: %s}\nspec:\n  parentRefs:\n", i, ns)
 	for range 1 + g.r.IntN(2) {
-		ref := "name: public"
+		ref := "name: " + g.pick("public", "public", "public", "internal")
 		if ns != gwNS || g.chance(0.3) {
 			ref += ", namespace: " + gwNS
 		}
@@ -116,15 +133,23 @@ func (g *generator) httpRouteRule(b *strings.Builder, ns string) {
 		if allPrefix && g.chance(0.5) {
 			path = "{type: ReplacePrefixMatch, replacePrefixMatch: /moved}"
 		}
-		code := ""
+		extra := ""
 		if g.chance(0.5) {
-			code = ", statusCode: " + g.pick("301", "302")
+			extra += ", statusCode: " + g.pick("301", "302")
 		}
-		fmt.Fprintf(b, "filters:\n        - type: RequestRedirect\n          requestRedirect: {path: %s%s}\n", path, code)
+		if g.chance(0.3) {
+			extra += ", " + g.pick("scheme: https", "hostname: moved.dev", "port: 8443", "scheme: https, port: 443")
+		}
+		fmt.Fprintf(b, "filters:\n        - type: RequestRedirect\n          requestRedirect: {path: %s%s}\n", path, extra)
 		return
 	}
-	if g.chance(0.1) {
+	switch {
+	case g.chance(0.1):
 		b.WriteString("filters:\n        - type: RequestHeaderModifier\n          requestHeaderModifier: {set: [{name: x-from, value: gateway}]}\n      ")
+	case g.chance(0.1) && allPrefix:
+		b.WriteString("filters:\n        - type: URLRewrite\n          urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /rewritten}}\n      ")
+	case g.chance(0.05):
+		b.WriteString("filters:\n        - type: URLRewrite\n          urlRewrite: {hostname: rewritten.dev}\n      ")
 	}
 	b.WriteString("backendRefs:\n")
 	g.backendRefs(b, ns)

@@ -232,8 +232,9 @@ pub fn istio_match(mm: &Loc<HttpRouteMatch>) -> Loc<HttpMatch> {
     let uri = match path.and_then(|p| p.value.kind.as_deref()) {
         Some("Exact") => exact(value),
         Some("RegularExpression") => regex(value),
+        // "A trailing `/` is ignored" (istiod trims it, so `/api/` ranks as `/api`).
         _ => StringMatch {
-            prefix: Some(value),
+            prefix: Some(trim_prefix(value)),
             path_separated: true,
             ..StringMatch::default()
         },
@@ -273,6 +274,14 @@ pub fn istio_match(mm: &Loc<HttpRouteMatch>) -> Loc<HttpMatch> {
             query_params,
             ..HttpMatch::default()
         },
+    }
+}
+
+/// A PathPrefix value without its trailing `/` (`/` itself stays).
+pub fn trim_prefix(v: String) -> String {
+    match v.strip_suffix('/') {
+        Some(t) if !t.is_empty() => t.to_string(),
+        _ => v,
     }
 }
 
