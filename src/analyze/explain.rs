@@ -567,16 +567,7 @@ fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
     let chosen: Vec<&Gateway> = m
         .gateways
         .iter()
-        .filter(|g| {
-            // istiod applies a Gateway API Gateway's listeners to its own namespace's Pods.
-            pods.iter().any(|p| {
-                g.spec
-                    .selector
-                    .as_ref()
-                    .is_none_or(|s| selects(&s.value, &p.labels))
-                    && (g.listener_of.is_none() || p.namespace == g.meta.namespace())
-            })
-        })
+        .filter(|g| pods.iter().any(|p| applies_to(g, p)))
         .collect();
     let labels = show_labels(&pods[0].labels);
     if chosen.is_empty() {
@@ -608,6 +599,17 @@ fn ingress_gateways<'a>(m: &'a Model, hops: &mut Vec<Hop>) -> Vec<&'a Gateway> {
         }
     }
     chosen
+}
+
+/// Whether a Gateway's servers go to a gateway Pod: its selector picks the Pod (istiod
+/// applies a Gateway API Gateway's listeners only to Pods of its own namespace).
+fn applies_to(g: &Gateway, pod: &model::Workload) -> bool {
+    let selected = g
+        .spec
+        .selector
+        .as_ref()
+        .is_none_or(|s| selects(&s.value, &pod.labels));
+    selected && (g.listener_of.is_none() || pod.namespace == g.meta.namespace())
 }
 
 /// A Gateway API ingress whose Pods are not known: the listeners of that Gateway apply (the
