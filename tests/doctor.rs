@@ -151,9 +151,10 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
     let client = support::client().await;
     let ns = support::TestNs::new(&client, "doctor").await;
     let dir = project(&ns.name);
+    let run = || doctor(dir.path(), &tc.kubeconfig);
 
     // A bare Istio-CRD cluster: reachable, CRDs, and nothing else.
-    let (code, v) = doctor(dir.path(), &tc.kubeconfig);
+    let (code, v) = run();
     assert_eq!(code, 1);
     assert_eq!(
         failing(&v),
@@ -164,17 +165,41 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
             "gateway selectors match gateway Pods"
         ]
     );
-    assert!(
-        check(&v, "istiod ready")["fix"]
-            .as_str()
-            .unwrap()
-            .contains("dev/up.sh")
-    );
+    let fix = check(&v, "istiod ready")["fix"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(fix.contains("dev/up.sh"), "{fix}");
 
-    // istiod, available; the gateway Service with a load balancer address, and a gateway Pod.
     create_istiod(&client).await;
-    let svcs = create_ingress_service(&client).await;
-    let (_, v) = doctor(dir.path(), &tc.kubeconfig);
+    let v = gateway_address_from_node_port_then_load_balancer(&client, &run).await;
+    selector_mismatch_is_named_with_its_fix(&v);
+    std::fs::write(dir.path().join("routing/gw.yaml"), gateway("ingress")).unwrap();
+
+    // Injection label.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns.name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"labels": {"istio-injection": "enabled"}}})),
+        )
+        .await
+        .unwrap();
+    let (code, v) = run();
+    assert_eq!(failing(&v), Vec::<String>::new(), "{v}");
+    assert_eq!(code, 0);
+
+    without_crds_or_cluster_every_check_reports(dir.path(), &tc.kubeconfig);
+}
+
+/// istiod available, the gateway Service with a NodePort and then a load balancer address,
+/// and a gateway Pod: the address check takes the NodePort, then the load balancer.
+async fn gateway_address_from_node_port_then_load_balancer(
+    client: &kube::Client,
+    run: &impl Fn() -> (i32, Value),
+) -> Value {
+    let svcs = create_ingress_service(client).await;
+    let (_, v) = run();
     assert!(check(&v, "istiod ready")["ok"].as_bool().unwrap(), "{v}");
     let ing = check(&v, "ingress gateway address");
     // A LoadBalancer without an address yet, but a NodePort: the NodePort is used.
@@ -190,8 +215,8 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
     )
     .await
     .unwrap();
-    create_gateway_pod(&client).await;
-    let (_, v) = doctor(dir.path(), &tc.kubeconfig);
+    create_gateway_pod(client).await;
+    let (_, v) = run();
     assert!(
         check(&v, "ingress gateway address")["detail"]
             .as_str()
@@ -199,9 +224,12 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
             .starts_with("127.0.0.1:80 (LoadBalancer"),
         "{v}"
     );
+    v
+}
 
-    // The famous mismatch: the Gateway selects istio=ingressgateway, the Pods say istio=ingress.
-    let sel = check(&v, "gateway selectors match gateway Pods");
+/// The famous mismatch: the Gateway selects istio=ingressgateway, the Pods say istio=ingress.
+fn selector_mismatch_is_named_with_its_fix(v: &Value) {
+    let sel = check(v, "gateway selectors match gateway Pods");
     assert_eq!(sel["ok"], false);
     let detail = sel["detail"].as_str().unwrap();
     assert!(
@@ -211,22 +239,6 @@ async fn each_check_fails_with_a_fix_and_passes_when_fixed() {
         "{detail}"
     );
     assert!(sel["fix"].as_str().unwrap().contains("istio: ingress"));
-    std::fs::write(dir.path().join("routing/gw.yaml"), gateway("ingress")).unwrap();
-
-    // Injection label.
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            &ns.name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"labels": {"istio-injection": "enabled"}}})),
-        )
-        .await
-        .unwrap();
-    let (code, v) = doctor(dir.path(), &tc.kubeconfig);
-    assert_eq!(failing(&v), Vec::<String>::new(), "{v}");
-    assert_eq!(code, 0);
-
-    without_crds_or_cluster_every_check_reports(dir.path(), &tc.kubeconfig);
 }
 
 /// On a cluster without the Istio CRDs, the CRD check fails naming one; without a cluster at
