@@ -349,44 +349,41 @@ fn explain_the_sample_chart() {
     ));
 }
 
+/// The model of one analyzer fixture, with its live facts when it has them.
+fn fixture_model(code: &str, file: &str) -> Model {
+    let path = fixtures().join(code).join(file);
+    let inputs = command::read_inputs(&[rel(&path)], None, None).unwrap();
+    let facts = live_facts(&path.with_extension("live.yaml"));
+    Model::build(
+        &inputs.objects,
+        &inputs.others,
+        facts.as_ref(),
+        &Ingress::default(),
+    )
+}
+
 #[test]
 fn explain_stops_where_a_real_request_would() {
     in_repo(|| {
-        let model_of = |code: &str, file: &str| {
-            let path = fixtures().join(code).join(file);
-            let inputs = command::read_inputs(&[rel(&path)], None, None).unwrap();
-            let facts = live_facts(&path.with_extension("live.yaml"));
-            Model::build(
-                &inputs.objects,
-                &inputs.others,
-                facts.as_ref(),
-                &Ingress::default(),
-            )
-        };
         // Unknown subset: Envoy has no cluster for it.
-        let m = model_of("ML0117", "bad.yaml");
+        let m = fixture_model("ML0117", "bad.yaml");
         let ex = explain(&m, &Request::get("goapp.dev", "/"));
         assert!(
             matches!(ex.outcome, Outcome::Routed { .. }),
             "{}",
             ex.render_text()
         );
-        assert!(
-            ex.destinations[1]
-                .fails_with
-                .as_deref()
-                .unwrap()
-                .starts_with("503")
-        );
+        let fails = ex.destinations[1].fails_with.as_deref().unwrap();
+        assert!(fails.starts_with("503"), "{fails}");
 
         // Live: no ready endpoints anywhere → 503 UH.
-        let m = model_of("ML0402", "bad.yaml");
+        let m = fixture_model("ML0402", "bad.yaml");
         let ex = explain(&m, &Request::get("goapp.dev", "/"));
         assert_eq!(ex.outcome.status(), Some(503), "{}", ex.render_text());
         assert!(ex.live);
 
         // Live and healthy: the ingress Pod is known, the Gateway selects it.
-        let m = model_of("ML0402", "good.yaml");
+        let m = fixture_model("ML0402", "good.yaml");
         let ex = explain(&m, &Request::get("goapp.dev", "/"));
         assert!(
             matches!(ex.outcome, Outcome::Routed { .. }),
@@ -398,16 +395,20 @@ fn explain_stops_where_a_real_request_would() {
             "{}",
             ex.render_text()
         );
+    });
+}
 
-        // Redirects and direct responses.
-        let m = model_of("ML0114", "good.yaml");
+#[test]
+fn explain_answers_redirects_direct_responses_and_unbound_hosts() {
+    in_repo(|| {
+        let m = fixture_model("ML0114", "good.yaml");
         let ex = explain(&m, &Request::get("goapp.dev", "/old"));
         assert_eq!(ex.outcome.status(), Some(301));
         let ex = explain(&m, &Request::get("goapp.dev", "/teapot"));
         assert_eq!(ex.outcome, Outcome::DirectResponse { status: 418 });
 
         // Bound to the mesh only: 404, and the reason names the VirtualService.
-        let m = model_of("ML0103", "bad.yaml");
+        let m = fixture_model("ML0103", "bad.yaml");
         let ex = explain(&m, &Request::get("goapp.dev", "/"));
         assert_eq!(ex.outcome.status(), Some(404));
         assert!(
@@ -417,7 +418,7 @@ fn explain_stops_where_a_real_request_would() {
         );
 
         // Header matches are case-insensitive on the name.
-        let m = model_of("ML0110", "good.yaml");
+        let m = fixture_model("ML0110", "good.yaml");
         let mut req = Request::get("goapp.dev", "/a");
         req.headers.insert("X-Canary".into(), "1".into());
         let ex = explain(&m, &req);

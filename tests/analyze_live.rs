@@ -11,17 +11,14 @@ use meshloop::analyze::command::{self, CheckArgs, Format};
 use meshloop::analyze::live;
 use meshloop::cluster::{Cluster, Target};
 
-#[tokio::test]
-async fn live_facts_turn_into_live_findings() {
-    let tc = support::cluster();
-    let client = support::client().await;
-    let ns = support::TestNs::new(&client, "analyze").await;
+/// The Service `goapp` in `ns` with one EndpointSlice whose only endpoint is not ready.
+async fn create_service_without_ready_endpoints(client: &kube::Client, ns: &str) {
     let svc: Service = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "goapp"},
         "spec": {"selector": {"app": "goapp"}, "ports": [{"name": "http", "port": 8080}]}
     }))
     .unwrap();
-    Api::<Service>::namespaced(client.clone(), &ns.name)
+    Api::<Service>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &svc)
         .await
         .unwrap();
@@ -31,10 +28,18 @@ async fn live_facts_turn_into_live_findings() {
         "endpoints": [{"addresses": ["10.0.0.9"], "conditions": {"ready": false}}]
     }))
     .unwrap();
-    Api::<EndpointSlice>::namespaced(client.clone(), &ns.name)
+    Api::<EndpointSlice>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &slice)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn live_facts_turn_into_live_findings() {
+    let tc = support::cluster();
+    let client = support::client().await;
+    let ns = support::TestNs::new(&client, "analyze").await;
+    create_service_without_ready_endpoints(&client, &ns.name).await;
 
     let cluster = Cluster::connect(&Target {
         kubeconfig: Some(tc.kubeconfig.clone()),
