@@ -203,18 +203,7 @@ async fn events_of_a_save_a_broken_file_its_fix_and_a_drift_arrive_in_order() {
     assert_eq!(fixed[1].data["counts"]["writes"], 0);
 
     // Someone edits the VirtualService: the drift, the sync that restored it, a verification.
-    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "networking.istio.io",
-        "v1",
-        "VirtualService",
-    ));
-    let api: Api<DynamicObject> = Api::namespaced_with(r.client.clone(), &r.ns.name, &ar);
-    let patch = json!({"spec": {"http": [{"route": [
-        {"destination": {"host": "goapp", "subset": "v1"}, "weight": 50},
-        {"destination": {"host": "goapp", "subset": "v2"}, "weight": 50}]}]}});
-    api.patch("goapp", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    edit_in_cluster(&r).await;
     let drift = reader.take(3).await;
     assert_eq!(
         kinds(&drift),
@@ -239,6 +228,22 @@ async fn events_of_a_save_a_broken_file_its_fix_and_a_drift_arrive_in_order() {
         .collect();
     assert!(all.windows(2).all(|w| w[0] < w[1]), "ids rise: {all:?}");
     r.stop().await;
+}
+
+/// Someone else's edit of the VirtualService `goapp`: a 50/50 split.
+async fn edit_in_cluster(r: &Running) {
+    let ar = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "VirtualService",
+    ));
+    let api: Api<DynamicObject> = Api::namespaced_with(r.client.clone(), &r.ns.name, &ar);
+    let patch = json!({"spec": {"http": [{"route": [
+        {"destination": {"host": "goapp", "subset": "v1"}, "weight": 50},
+        {"destination": {"host": "goapp", "subset": "v2"}, "weight": 50}]}]}});
+    api.patch("goapp", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
 }
 
 /// A client that sends its request and never reads is dropped once its connection stops
