@@ -727,22 +727,15 @@ async fn up_again_is_a_no_op_and_a_changed_value_upgrades_in_place() {
     up_again(ic, &values);
     let upgraded = snapshot();
     let (gw_before, gw_after) = (&after[2].0, &upgraded[2].0);
-    let svc = |v: &Vec<String>| {
-        v.iter()
-            .find(|l| l.starts_with("Service/istio-ingress/istio-ingress="))
-            .cloned()
-            .unwrap()
-    };
-    assert_ne!(svc(gw_before), svc(gw_after), "the Service was updated");
-    let dep = |v: &Vec<String>| {
-        v.iter()
-            .find(|l| l.starts_with("Deployment/"))
-            .cloned()
-            .unwrap()
-    };
+    let svc = "Service/istio-ingress/istio-ingress=";
+    assert_ne!(
+        line_starting(gw_before, svc),
+        line_starting(gw_after, svc),
+        "the Service was updated"
+    );
     assert_eq!(
-        dep(gw_before),
-        dep(gw_after),
+        line_starting(gw_before, "Deployment/"),
+        line_starting(gw_after, "Deployment/"),
         "the gateway Deployment is untouched"
     );
     let client = support::client_for(&ic.tc).await;
@@ -757,6 +750,11 @@ async fn up_again_is_a_no_op_and_a_changed_value_upgrades_in_place() {
     );
     // Back to the file's own values, for the other tests of this cluster.
     up_again(ic, &support::repo_root().join("dev/istio-values.yaml"));
+}
+
+/// The first of `lines` (`Kind/ns/name=resourceVersion`) that starts with `prefix`.
+fn line_starting<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines.iter().find(|l| l.starts_with(prefix)).unwrap()
 }
 
 /// No proxy inside the cluster: the API server is started with proxy variables pointing at a
@@ -795,32 +793,11 @@ async fn cluster_calls_never_go_through_the_environments_proxy() {
             "100",
         ])
         .envs(env));
-    let bin = support::bin_dir();
-    let chart = support::repo_root().join("charts/goapp");
-    let rendered = run(Command::new(bin.join("helm"))
-        .args(["template", "goapp"])
-        .arg(&chart)
-        .args([
-            "--namespace",
-            &ns.name,
-            "--set",
-            "weights.v1=100",
-            "--set",
-            "weights.v2=null",
-        ])
-        .args([
-            "--show-only",
-            "templates/deployment.yaml",
-            "--show-only",
-            "templates/service.yaml",
-        ]));
-    let manifest = dir.path().join("workloads.yaml");
-    std::fs::write(&manifest, rendered).unwrap();
-    run(Command::new(bin.join("kubectl"))
-        .arg("--kubeconfig")
-        .arg(&tc.kubeconfig)
-        .args(["apply", "-n", &ns.name, "-f"])
-        .arg(&manifest));
+    // One version, v1, as the stand-in runs.
+    let values = dir.path().join("v1-only.yaml");
+    std::fs::write(&values, "weights: {v1: 100, v2: null}\n").unwrap();
+    let rendered = workloads::helm_template(&ns.name, &[&values], &["deployment", "service"]);
+    workloads::kubectl_apply(&tc, &ns.name, &dir.path().join("workloads.yaml"), &rendered);
     workloads::ready_endpoints(&client, &ns.name, |n| n >= 1).await;
 
     let req = http::Request::get(format!(
