@@ -163,3 +163,53 @@ fn findings_point_at_the_routes() {
         "{codes:?}"
     );
 }
+
+#[test]
+fn a_refused_backend_with_weight_zero_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("routes.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: public, namespace: dev}
+spec:
+  gatewayClassName: istio
+  listeners: [{name: http, port: 80, protocol: HTTP, allowedRoutes: {namespaces: {from: All}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: dev}
+spec: {ports: [{port: 80}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop, namespace: other}
+spec:
+  parentRefs: [{name: public, namespace: dev}]
+  rules:
+    - backendRefs:
+        - {name: web, namespace: dev, port: 80, weight: 0}
+    - matches: [{path: {type: PathPrefix, value: /a}}]
+      backendRefs:
+        - {name: web, namespace: dev, port: 80}
+",
+    )
+    .unwrap();
+    let inputs = command::read_inputs(&[file], None, None).unwrap();
+    let m = Model::build(&inputs.objects, &inputs.others, None, &Ingress::default());
+    let found: Vec<(&str, String, u32)> = analyze(&m)
+        .iter()
+        .filter(|f| f.code == "ML0606")
+        .map(|f| (f.code, format!("{:?}", f.severity), f.line))
+        .collect();
+    // Line 20: the weight-0 reference (no traffic); line 23: the one that gets requests.
+    assert_eq!(
+        found,
+        [
+            ("ML0606", "Warning".into(), 20),
+            ("ML0606", "Error".into(), 23)
+        ],
+        "{found:?}"
+    );
+}

@@ -106,10 +106,14 @@ fn backends(m: &Model, r: &Route, out: &mut Vec<Finding>) {
                 "reference a Service by name (kind Service, same or granted namespace) with a port",
             ),
         };
-        let effect = if p.drops_route {
-            "istiod drops the whole route (404)"
+        let idle = b.weight.as_ref().is_some_and(|w| w.value == 0);
+        let (severity, effect) = if p.drops_route {
+            (severity, "istiod drops the whole route (404)")
+        } else if idle {
+            // Weight 0: no request goes there, the route's status still says so.
+            (Severity::Warning, "it takes no traffic (weight 0)")
         } else {
-            "its share of requests gets 500"
+            (severity, "its share of requests gets 500")
         };
         let message = format!("{} ({}): {effect}", p.message, p.reason);
         out.push(Finding::new(code, severity, &r.meta, b.pos, message, hint));

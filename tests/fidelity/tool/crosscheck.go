@@ -7,12 +7,14 @@ import (
 	"strings"
 )
 
-// The error findings that say a route will fail. Destination findings predict 503 for the
-// destination they point at; binding findings predict that the object never gets the
-// requests meant for it (404 or refused).
+// The error findings that say a route will fail. Destination findings predict 503 (500 for
+// a Gateway API backendRef) for the destination they point at; binding findings predict that
+// the object never gets the requests meant for it (404 or refused). The Gateway API's binding
+// findings are about one parentRef, not the route, and are not cross-checked.
 var (
-	destinationCodes = []string{"ML0115", "ML0116", "ML0117", "ML0118", "ML0119", "ML0122", "ML0304", "ML0402"}
-	bindingCodes     = []string{"ML0101", "ML0107", "ML0201"}
+	destinationCodes = []string{"ML0115", "ML0116", "ML0117", "ML0118", "ML0119", "ML0122", "ML0304", "ML0402",
+		"ML0605", "ML0606", "ML0607"}
+	bindingCodes = []string{"ML0101", "ML0107", "ML0201"}
 )
 
 type finding struct {
