@@ -60,8 +60,8 @@
 //! | ML0603 | error | no hostname in common with the listeners | IST0171 |
 //! | ML0604 | error | parentRef sectionName or port matches no listener | IST0171 |
 //! | ML0605 | error/warning | backendRef Service not found | IST0171, KIA1402 |
-//! | ML0606 | error | cross-namespace backendRef without a ReferenceGrant | IST0171, KIA1402 |
-//! | ML0607 | error | backendRef port not exposed by the Service (Istio: no status) |  |
+//! | ML0606 | error (weight 0: warning) | cross-namespace backendRef without a ReferenceGrant | IST0171, KIA1402 |
+//! | ML0607 | error (weight 0: warning) | backendRef port not exposed by the Service (Istio: no status) |  |
 //! | ML0608 | error | backendRef of an unsupported kind, a hostname for a name, or without port | IST0171 |
 //! | ML0609 | warning | Gateway class not served by istiod, or route on such a Gateway | KIA1504 |
 //! | ML0610 | error | two listeners with one port, protocol and hostname | KIA1503 |
