@@ -10,12 +10,16 @@ import (
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/schema/gvk"
+	kubelib "istio.io/istio/pkg/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	metadatafake "k8s.io/client-go/metadata/fake"
+	clienttesting "k8s.io/client-go/testing"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/gateway-api/pkg/consts"
 )
 
 // The Gateway API side of the oracle: a scenario whose requests arrive at a Gateway API
@@ -100,8 +104,29 @@ func asApplied(obj runtime.Object) {
 			r.Spec.Rules[i].Name = nil
 		}
 	case *gatewayv1.GRPCRoute:
+		grpcRouteDefaults(r)
 		for i := range r.Spec.Rules {
 			r.Spec.Rules[i].Name = nil
+		}
+	}
+}
+
+// grpcRouteDefaults fills in what the GRPCRoute CRD's schema defaults: the method and
+// header match types (Exact) and a backend's weight 1.
+func grpcRouteDefaults(r *gatewayv1.GRPCRoute) {
+	for i := range r.Spec.Rules {
+		rule := &r.Spec.Rules[i]
+		for j := range rule.Matches {
+			m := &rule.Matches[j]
+			if m.Method != nil {
+				m.Method.Type = ptrOr(m.Method.Type, gatewayv1.GRPCMethodMatchExact)
+			}
+			for k := range m.Headers {
+				m.Headers[k].Type = ptrOr(m.Headers[k].Type, gatewayv1.GRPCHeaderMatchExact)
+			}
+		}
+		for k := range rule.BackendRefs {
+			rule.BackendRefs[k].Weight = ptrOr(rule.BackendRefs[k].Weight, 1)
 		}
 	}
 }
@@ -192,6 +217,27 @@ func findK8sGateway(in *input, gateway string) gatewayWorkload {
 		}
 	}
 	return gw
+}
+
+// bundleVersions stamps the Gateway API CRDs the fake cluster makes with the release they
+// come from, as the CRDs of a release carry it: istiod watches some kinds (GRPCRoute, for
+// one) only when the installed CRD is recent enough.
+func bundleVersions(c kubelib.Client) {
+	fake, ok := c.Metadata().(*metadatafake.FakeMetadataClient)
+	if !ok {
+		return
+	}
+	fake.PrependReactor("*", "customresourcedefinitions", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		if w, ok := a.(interface{ GetObject() runtime.Object }); ok {
+			if crd, ok := w.GetObject().(*metav1.PartialObjectMetadata); ok && strings.HasSuffix(crd.Name, "."+gatewayv1.GroupName) {
+				if crd.Annotations == nil {
+					crd.Annotations = map[string]string{}
+				}
+				crd.Annotations[consts.BundleVersionAnnotation] = consts.BundleVersion
+			}
+		}
+		return false, nil, nil
+	})
 }
 
 // derivedVirtualServices are the VirtualServices istiod's Gateway API controller made from

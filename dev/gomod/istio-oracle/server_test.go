@@ -37,7 +37,11 @@ func (w *worker) server(t *testing.T, in *input) *xds.FakeDiscoveryServer {
 }
 
 func newServer(t *testing.T, in *input) *xds.FakeDiscoveryServer {
-	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{Configs: in.configs, KubernetesObjects: in.kube})
+	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
+		Configs:            in.configs,
+		KubernetesObjects:  in.kube,
+		KubeClientModifier: bundleVersions,
+	})
 	s.EnsureSynced(t)
 	return s
 }
