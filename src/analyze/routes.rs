@@ -12,7 +12,8 @@
 //!   left out;
 //! - VirtualServices that share a domain have their routes concatenated in Istio's order for
 //!   the gateway: those private to its namespace, those exported to it by name, then the
-//!   public ones, each group in the order they were created (here: the order they were read);
+//!   public ones (those translated from Gateway API routes of the gateway's namespace first),
+//!   each group in the order they were created (here: the order they were read);
 //!   then the catch-all routes move to the end;
 //! - a request picks the virtual host whose domain is exact, else the longest `*.suffix`, else
 //!   `*`; then the first route that matches.
@@ -190,11 +191,16 @@ fn redirect_only_hosts<'a>(srv: &ServerRef<'a>, hosts: &mut Vec<VirtualHost<'a>>
 
 /// Where a VirtualService comes in Istio's list for a gateway (its index by visibility): those
 /// of the gateway's own namespace kept private to it first, then those exported to that
-/// namespace by name, then the public ones; each group in creation order.
+/// namespace by name, then the public ones, those translated from Gateway API routes of the
+/// gateway's namespace first; each group in creation order.
 fn merge_class(vs: &VirtualService, proxy_ns: &str) -> u8 {
     let export = &vs.spec.export_to;
     if export.is_empty() || export.iter().any(|e| e == "*") {
-        2
+        if vs.meta.is_gateway_api() && vs.meta.namespace() == proxy_ns {
+            2
+        } else {
+            3
+        }
     } else if vs.meta.namespace() == proxy_ns {
         0
     } else {

@@ -30,7 +30,11 @@ func (g *generator) gatewayAPIScenario() (string, string, []request) {
 	g.doc("apiVersion: v1\nkind: Service\nmetadata: {name: goapp-v1, namespace: dev}\nspec:\n  selector: {app: goapp, version: v1}\n  ports:\n    - {name: http, port: 8080, targetPort: http}\n")
 	g.doc("apiVersion: v1\nkind: Service\nmetadata: {name: goapp-v2, namespace: dev}\nspec:\n  selector: {app: goapp, version: v2}\n  ports:\n    - {name: http, port: 8080, targetPort: http}\n")
 	for i := range 1 + g.r.IntN(3) {
-		g.httpRoute(i, gwNS, listeners)
+		if g.chance(0.15) {
+			g.grpcRoute(i, gwNS)
+		} else {
+			g.httpRoute(i, gwNS, listeners)
+		}
 	}
 	if g.chance(0.3) {
 		g.doc("apiVersion: gateway.networking.k8s.io/v1beta1\nkind: ReferenceGrant\nmetadata: {name: from-dev, namespace: other}\nspec:\n  from:\n    - {group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: dev}\n  to:\n    - {group: \"\", kind: Service}\n")
@@ -210,4 +214,30 @@ func (g *generator) backendRefs(b *strings.Builder, ns string) {
 		}
 		fmt.Fprintf(b, "        - {%s}\n", ref)
 	}
+}
+
+// grpcRoute writes a GRPCRoute: method matches by service and method, service only, method
+// only or regex, sometimes with a header match.
+func (g *generator) grpcRoute(i int, gwNS string) {
+	ns := g.pick("dev", "dev", "other")
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: gateway.networking.k8s.io/v1\nkind: GRPCRoute\nmetadata: {name: grpc-%d, namespace: %s}\nspec:\n  parentRefs:\n    - {name: public, namespace: %s}\n", i, ns, gwNS)
+	if g.chance(0.7) {
+		h := g.pick("goapp.dev", "grpc.dev", "*.example.com")
+		fmt.Fprintf(&b, "  hostnames: [%q]\n", h)
+		g.hosts = append(g.hosts, strings.Replace(h, "*", "g", 1))
+	}
+	b.WriteString("  rules:\n")
+	for range 1 + g.r.IntN(3) {
+		method := g.pick("{service: pkg.Greeter, method: Hello}", "{service: pkg.Greeter}", "{method: Health}",
+			`{type: RegularExpression, service: "pkg\\.Admin.*", method: "Get.*"}`)
+		header := ""
+		if g.chance(0.2) {
+			header = `, headers: [{name: x-canary, value: "1"}]`
+		}
+		fmt.Fprintf(&b, "    - matches:\n        - {method: %s%s}\n      backendRefs:\n", method, header)
+		g.backendRefs(&b, ns)
+	}
+	g.paths = append(g.paths, "/pkg.Greeter/Hello", "/pkg.Greeter/Bye", "/other.Svc/Health", "/pkg.AdminV1/GetUser")
+	g.doc("%s", b.String())
 }
