@@ -15,6 +15,7 @@ use super::model::gatewayapi::{Attachment, K8sGateway, Route, backend_problem, i
 pub fn analyze(m: &Model, out: &mut Vec<Finding>) {
     for r in &m.gateway_api.routes {
         parents(r, out);
+        isolated_away(r, out);
         backends(m, r, out);
         rules(r, out);
     }
@@ -64,6 +65,37 @@ fn parents(r: &Route, out: &mut Vec<Finding>) {
         };
         out.push(Finding::new(code, severity, &r.meta, p.pos, message, hint));
     }
+}
+
+/// A route accepted on listeners where every one of its hostnames is taken by a more
+/// specific listener of the Gateway (isolation), and attached nowhere else: istiod says it
+/// is accepted and sends it no request at all.
+fn isolated_away(r: &Route, out: &mut Vec<Finding>) {
+    let accepted: Vec<_> = r
+        .parents
+        .iter()
+        .filter_map(|p| match &p.attachment {
+            Attachment::Accepted(listeners) => Some((p, listeners)),
+            _ => None,
+        })
+        .collect();
+    let serves_nothing = accepted
+        .iter()
+        .all(|(_, ls)| ls.iter().all(|(_, hosts)| hosts.is_empty()));
+    let Some((p, _)) = accepted.first().filter(|_| serves_nothing) else {
+        return;
+    };
+    out.push(Finding::new(
+        "ML0615",
+        Severity::Warning,
+        &r.meta,
+        p.pos,
+        format!(
+            "parentRef to Gateway {}/{}: every hostname of the route is served by a more specific listener of the Gateway on the same port, where the route is not attached; Istio accepts it and sends it no request",
+            p.namespace, p.name
+        ),
+        "attach the route to that listener too (`sectionName`), or give it hostnames no other listener claims".to_string(),
+    ));
 }
 
 /// backendRefs (and mirror backends) that cannot take traffic.

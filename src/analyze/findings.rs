@@ -69,6 +69,7 @@
 //! | ML0612 | warning | two Gateways ask for one address | KIA1502 |
 //! | ML0613 | warning | ReferenceGrant from a namespace that does not exist (live) | KIA1601 |
 //! | ML0614 | warning | rule without backends and redirect, or all weights 0: answers 500 |  |
+//! | ML0615 | warning | every hostname of an accepted route taken by a more specific listener |  |
 
 use std::fmt;
 
@@ -359,6 +360,12 @@ pub const RULES: &[Rule] = &[
         "ReferenceGrant from a missing namespace",
     ),
     rule("ML0614", &[], false, "rule answers 500"),
+    rule(
+        "ML0615",
+        &[],
+        false,
+        "route's hostnames all taken by more specific listeners",
+    ),
 ];
 
 /// The catalogue entry of `code`. Panics on an unknown code: that is a bug in an analyzer,
