@@ -10,7 +10,7 @@
 //! ends in 404/503/refused), 2 usage or I/O errors. Argument parsing is the CLI's job; this
 //! module takes plain structs.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -267,7 +267,14 @@ fn read_paths(
         }
     }
     let loaded = load_parallel(&files, opts).map_err(|(f, e)| io(&f, e))?;
-    let mut seen: BTreeMap<manifest::ObjectKey, String> = BTreeMap::new();
+    inputs
+        .objects
+        .reserve(loaded.iter().map(|l| l.objects.len()).sum());
+    inputs
+        .others
+        .reserve(loaded.iter().map(|l| l.others.len()).sum());
+    // Each object's key, and where in `inputs.objects` the first object with that key is.
+    let mut seen: HashMap<manifest::ObjectKey, usize> = HashMap::new();
     for loaded in loaded {
         inputs.files += 1;
         inputs
@@ -281,14 +288,17 @@ fn read_paths(
         );
         for obj in loaded.objects {
             match seen.get(&obj.key) {
-                Some(first) => inputs.load_findings.push(load_error_finding(&LoadError {
+                Some(&first) => inputs.load_findings.push(load_error_finding(&LoadError {
                     file: obj.origin.file.clone(),
                     pos: obj.origin.pos,
                     object: Some(obj.key.to_string()),
-                    message: format!("defined more than once (first at {first})"),
+                    message: format!(
+                        "defined more than once (first at {})",
+                        inputs.objects[first].origin
+                    ),
                 })),
                 None => {
-                    seen.insert(obj.key.clone(), obj.origin.to_string());
+                    seen.insert(obj.key.clone(), inputs.objects.len());
                     inputs.objects.push(obj);
                 }
             }
@@ -363,14 +373,26 @@ pub fn report(inputs: Inputs) -> CheckReport {
         .collect();
     all.extend(analyzed);
     findings::sort(&mut all);
-    CheckReport {
+    let report = CheckReport {
         findings: all,
         objects: inputs.objects.len(),
         workloads: inputs.others.len(),
         files: inputs.files,
         live: inputs.facts.is_some(),
         notes: inputs.notes,
-    }
+    };
+    release((model, inputs.objects, inputs.others, inputs.facts));
+    report
+}
+
+/// Frees what a check read on a thread of its own: freeing the YAML trees of 1,000 objects and
+/// the model built from them is a good part of a check's time, and the report does not need
+/// to wait for it (a `meshloop check` process exits first).
+fn release<T: Send + 'static>(what: T) {
+    // When no thread can be started, the closure, and `what` with it, is dropped right here.
+    let _ = std::thread::Builder::new()
+        .name("release".into())
+        .spawn(move || drop(what));
 }
 
 /// `VirtualService dev/goapp` (an analyzer's) and `VirtualService goapp` (a loader's) name

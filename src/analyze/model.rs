@@ -20,7 +20,7 @@ use serde_json::Value as J;
 use super::findings::{Finding, Severity};
 use crate::config::Ingress;
 use crate::manifest::istio::{
-    self, DestinationRuleSpec, GatewaySpec, NETWORKING, ServiceEntrySpec, VirtualServiceSpec,
+    DestinationRuleSpec, GatewaySpec, NETWORKING, ServiceEntrySpec, VirtualServiceSpec,
 };
 use crate::manifest::yaml::{Loc, Pos, Seg};
 use crate::manifest::{ObjectKey, SourceObject};
@@ -697,18 +697,18 @@ impl Model {
         let meta = Meta::of(obj);
         let ns = obj.key.namespace.as_str();
         let read = match obj.key.kind.as_str() {
-            "Gateway" => istio::spec::<GatewaySpec>(&obj.node).map(|spec| {
+            "Gateway" => obj.spec::<GatewaySpec>().map(|spec| {
                 self.gateways.push(Gateway {
                     meta: meta.clone(),
                     spec,
                     listener_of: None,
                 })
             }),
-            "VirtualService" => istio::spec::<VirtualServiceSpec>(&obj.node).map(|spec| {
+            "VirtualService" => obj.spec::<VirtualServiceSpec>().map(|spec| {
                 self.virtual_services
                     .push(VirtualService::written(meta.clone(), spec, ns))
             }),
-            "DestinationRule" => istio::spec::<DestinationRuleSpec>(&obj.node).map(|spec| {
+            "DestinationRule" => obj.spec::<DestinationRuleSpec>().map(|spec| {
                 let host = spec.host.as_ref().map(|h| fqdn(h, ns));
                 self.destination_rules.push(DestinationRule {
                     meta: meta.clone(),
@@ -716,7 +716,7 @@ impl Model {
                     host,
                 })
             }),
-            "ServiceEntry" => istio::spec::<ServiceEntrySpec>(&obj.node).map(|spec| {
+            "ServiceEntry" => obj.spec::<ServiceEntrySpec>().map(|spec| {
                 self.service_entries.push(ServiceEntry {
                     meta: meta.clone(),
                     spec,

@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::istio::spec;
-use super::yaml::{Loc, Node, ViewError};
-use crate::manifest::kinds::GroupKind;
+use super::yaml::Loc;
 
 pub const GATEWAY_API: &str = "gateway.networking.k8s.io";
 
@@ -300,20 +298,4 @@ pub struct GrantTo {
 #[serde(default)]
 pub struct GatewayClassSpec {
     pub controller_name: Option<String>,
-}
-
-/// Checks that the fields meshloop reads have the types it expects (see
-/// `istio::check_shape`).
-pub fn check_shape(gk: &GroupKind, doc: &Node) -> Result<(), ViewError> {
-    if gk.group != GATEWAY_API {
-        return Ok(());
-    }
-
-    match gk.kind.as_str() {
-        "Gateway" => spec::<GatewaySpec>(doc).map(drop),
-        "HTTPRoute" => spec::<HttpRouteSpec>(doc).map(drop),
-        "GRPCRoute" => spec::<GrpcRouteSpec>(doc).map(drop),
-        "ReferenceGrant" => spec::<ReferenceGrantSpec>(doc).map(drop),
-        _ => Ok(()),
-    }
 }

@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::yaml::{self, Loc, Node, Seg, ViewError};
-use crate::manifest::kinds::GroupKind;
 
 pub const NETWORKING: &str = "networking.istio.io";
 
@@ -272,21 +271,6 @@ pub fn spec<T: serde::de::DeserializeOwned + Default>(doc: &Node) -> Result<T, V
     match doc.get("spec") {
         None => Ok(T::default()),
         Some(s) => yaml::from_node(s, &[Seg::Key("spec".into())]),
-    }
-}
-
-/// Checks that the fields meshloop reads have the types it expects, so a broken object is
-/// refused with a located message before anything is sent.
-pub fn check_shape(gk: &GroupKind, doc: &Node) -> Result<(), ViewError> {
-    if gk.group != NETWORKING {
-        return Ok(());
-    }
-    match gk.kind.as_str() {
-        "Gateway" => spec::<GatewaySpec>(doc).map(drop),
-        "VirtualService" => spec::<VirtualServiceSpec>(doc).map(drop),
-        "DestinationRule" => spec::<DestinationRuleSpec>(doc).map(drop),
-        "ServiceEntry" => spec::<ServiceEntrySpec>(doc).map(drop),
-        _ => Ok(()),
     }
 }
 

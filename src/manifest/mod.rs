@@ -17,16 +17,19 @@ pub mod istio;
 pub mod kinds;
 pub mod read;
 pub mod schema;
+pub mod typed;
 pub mod yaml;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::manifest::kinds::GroupKind;
-use yaml::{Node, Pos, Seg, Value};
+use typed::{Spec, TypedSpec};
+use yaml::{Node, Pos, Seg, Value, ViewError};
 
 /// Identity of an object on the cluster: kind by group (not version, since v1 and v1beta1 of
 /// one kind are the same object), namespace and name.
@@ -82,12 +85,19 @@ pub struct SourceObject {
     pub node: Node,
     /// The document as JSON, namespace filled in. Labels and annotations are added by `sync`.
     pub body: serde_json::Value,
+    /// The spec as its typed view, read when the object's shape was checked (owned kinds).
+    pub typed: Option<Arc<TypedSpec>>,
 }
 
 impl SourceObject {
     /// The position of a field of this object, or the nearest parent that exists.
     pub fn locate(&self, path: &[Seg]) -> Pos {
         self.node.locate(path)
+    }
+
+    /// The spec as `T`: the view read at load when there is one, else read from the YAML.
+    pub fn spec<T: Spec>(&self) -> Result<T, ViewError> {
+        typed::spec_or_read(self.typed.as_deref(), &self.node)
     }
 
     /// `VirtualService goapp`, the way messages name an object.
@@ -282,14 +292,15 @@ fn read_object(
     }
     let identity = name_of(&node, &label).and_then(|name| {
         let namespace = namespace_of(&node, &label, &opts.default_namespace)?;
-        if owned {
-            istio::check_shape(&gk, &node)
-                .and_then(|()| gatewayapi::check_shape(&gk, &node))
-                .map_err(|e| (e.pos, Some(label.clone()), e.to_string()))?;
-        }
-        Ok((name, namespace))
+        let typed = match owned {
+            true => {
+                typed::read(&gk, &node).map_err(|e| (e.pos, Some(label.clone()), e.to_string()))?
+            }
+            false => None,
+        };
+        Ok((name, namespace, typed))
     });
-    let (name, namespace) = match identity {
+    let (name, namespace, typed) = match identity {
         Ok(i) => i,
         Err(e) => return fail(out, e),
     };
@@ -305,7 +316,27 @@ fn read_object(
         pos: node.pos,
         rendered,
     };
-    push_object(out, node, key, api_version, origin, owned, &label);
+    let obj = SourceObject {
+        body: body_of(&node, &key.namespace),
+        key,
+        api_version,
+        origin,
+        node,
+        typed,
+    };
+    push_object(out, obj, owned, &label);
+}
+
+/// The document as JSON with its namespace written in.
+fn body_of(node: &Node, namespace: &str) -> serde_json::Value {
+    let mut body = node.to_json();
+    if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+        meta.insert(
+            "namespace".into(),
+            serde_json::Value::String(namespace.to_string()),
+        );
+    }
+    body
 }
 
 /// The object's kind and apiVersion, and its label for messages (`VirtualService goapp`).
@@ -372,20 +403,12 @@ fn namespace_of(node: &Node, label: &str, default: &str) -> Result<String, Unrea
 
 /// Adds a readable object: validated against its CRD's schema when owned (a violation is an
 /// error and holds the object back), with its namespace written into its body.
-fn push_object(
-    out: &mut Loaded,
-    node: Node,
-    key: ObjectKey,
-    api_version: String,
-    origin: Origin,
-    owned: bool,
-    label: &str,
-) {
+fn push_object(out: &mut Loaded, obj: SourceObject, owned: bool, label: &str) {
     // The CRD's own schema, so what the API server would refuse is refused here, located.
-    let gk = GroupKind::new(&key.group, &key.kind);
-    let version = api_version.rsplit_once('/').map_or("", |(_, v)| v);
+    let gk = GroupKind::new(&obj.key.group, &obj.key.kind);
+    let version = obj.api_version.rsplit_once('/').map_or("", |(_, v)| v);
     let violations = if owned {
-        schema::validate(&gk, version, &node)
+        schema::validate(&gk, version, &obj.node)
     } else {
         Vec::new()
     };
@@ -393,29 +416,15 @@ fn push_object(
     // caller holds it back: it is neither applied nor pruned.
     for v in &violations {
         out.errors.push(LoadError {
-            file: origin.file.clone(),
+            file: obj.origin.file.clone(),
             pos: v.pos,
             object: Some(label.to_string()),
             message: v.to_string(),
         });
     }
-    let mut body = node.to_json();
-    if let Some(meta) = body.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-        meta.insert(
-            "namespace".into(),
-            serde_json::Value::String(key.namespace.clone()),
-        );
-    }
     if !violations.is_empty() {
-        out.refused.push(key.clone());
+        out.refused.push(obj.key.clone());
     }
-    let obj = SourceObject {
-        key,
-        api_version,
-        origin,
-        node,
-        body,
-    };
     if owned {
         out.objects.push(obj);
     } else {

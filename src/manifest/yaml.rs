@@ -495,7 +495,7 @@ impl de::Error for DeError {
 pub fn from_node<T: DeserializeOwned>(node: &Node, path: &[Seg]) -> Result<T, ViewError> {
     T::deserialize(NodeDe {
         node,
-        path: path.to_vec(),
+        place: Place::Root(path),
     })
     .map_err(|e| {
         let (pos, path) = e.located.unwrap_or((node.pos, path.to_vec()));
@@ -507,18 +507,46 @@ pub fn from_node<T: DeserializeOwned>(node: &Node, path: &[Seg]) -> Result<T, Vi
     })
 }
 
-struct NodeDe<'a> {
-    node: &'a Node,
-    path: Vec<Seg>,
+/// Where a node sits in its document: the path given to [`from_node`], then one step per
+/// level, each borrowed from the level above. Rendered as a [`Seg`] path only for an error,
+/// so reading a view allocates nothing for paths.
+#[derive(Clone, Copy)]
+enum Place<'p> {
+    Root(&'p [Seg]),
+    Key(&'p Place<'p>, &'p str),
+    Index(&'p Place<'p>, usize),
 }
 
-impl<'a> NodeDe<'a> {
+impl Place<'_> {
+    fn to_path(self) -> Vec<Seg> {
+        match self {
+            Place::Root(path) => path.to_vec(),
+            Place::Key(parent, key) => {
+                let mut path = parent.to_path();
+                path.push(Seg::Key(key.to_string()));
+                path
+            }
+            Place::Index(parent, i) => {
+                let mut path = parent.to_path();
+                path.push(Seg::Index(i));
+                path
+            }
+        }
+    }
+}
+
+struct NodeDe<'a, 'p> {
+    node: &'a Node,
+    place: Place<'p>,
+}
+
+impl<'a, 'p> NodeDe<'a, 'p> {
     fn at(&self, e: DeError) -> DeError {
         if e.located.is_some() {
             return e;
         }
         DeError {
-            located: Some((self.node.pos, self.path.clone())),
+            located: Some((self.node.pos, self.place.to_path())),
             message: e.message,
         }
     }
@@ -532,10 +560,18 @@ impl<'a> NodeDe<'a> {
         self.at(DeError::custom(format!("expected {what}, found {found}")))
     }
 
-    fn child(&self, seg: Seg, node: &'a Node) -> NodeDe<'a> {
-        let mut path = self.path.clone();
-        path.push(seg);
-        NodeDe { node, path }
+    fn key<'q>(&'q self, key: &'q str, node: &'a Node) -> NodeDe<'a, 'q> {
+        NodeDe {
+            node,
+            place: Place::Key(&self.place, key),
+        }
+    }
+
+    fn index<'q>(&'q self, i: usize, node: &'a Node) -> NodeDe<'a, 'q> {
+        NodeDe {
+            node,
+            place: Place::Index(&self.place, i),
+        }
     }
 }
 
@@ -547,7 +583,7 @@ macro_rules! forward_typed {
     };
 }
 
-impl<'a> NodeDe<'a> {
+impl NodeDe<'_, '_> {
     /// Scalars are passed through as they are; the visitor's own type check produces the
     /// message, which we rewrite into "expected X, found Y" with the node's position.
     fn typed<'de, V: Visitor<'de>>(self, visitor: V, what: &str) -> Result<V::Value, DeError> {
@@ -585,7 +621,7 @@ impl<'a> NodeDe<'a> {
     }
 }
 
-impl<'de> Deserializer<'de> for NodeDe<'_> {
+impl<'de> Deserializer<'de> for NodeDe<'_, '_> {
     type Error = DeError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, DeError> {
@@ -684,33 +720,31 @@ impl de::Error for ViewError {
     }
 }
 
-struct SeqDe<'p, 'a, I> {
-    parent: &'p NodeDe<'a>,
+struct SeqDe<'q, 'a, 'p, I> {
+    parent: &'q NodeDe<'a, 'p>,
     items: I,
 }
 
-impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> SeqAccess<'de> for SeqDe<'_, 'a, I> {
+impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> SeqAccess<'de> for SeqDe<'_, 'a, '_, I> {
     type Error = DeError;
     fn next_element_seed<T: de::DeserializeSeed<'de>>(
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
-            Some((i, node)) => seed
-                .deserialize(self.parent.child(Seg::Index(i), node))
-                .map(Some),
+            Some((i, node)) => seed.deserialize(self.parent.index(i, node)).map(Some),
             None => Ok(None),
         }
     }
 }
 
-struct MapDe<'p, 'a, I> {
-    parent: &'p NodeDe<'a>,
+struct MapDe<'q, 'a, 'p, I> {
+    parent: &'q NodeDe<'a, 'p>,
     entries: I,
     pending: Option<(&'a Key, &'a Node)>,
 }
 
-impl<'de, 'a, I: Iterator<Item = &'a (Key, Node)>> MapAccess<'de> for MapDe<'_, 'a, I> {
+impl<'de, 'a, I: Iterator<Item = &'a (Key, Node)>> MapAccess<'de> for MapDe<'_, 'a, '_, I> {
     type Error = DeError;
     fn next_key_seed<K: de::DeserializeSeed<'de>>(
         &mut self,
@@ -720,11 +754,12 @@ impl<'de, 'a, I: Iterator<Item = &'a (Key, Node)>> MapAccess<'de> for MapDe<'_, 
             Some((key, node)) => {
                 self.pending = Some((key, node));
                 // A rejected key (unknown field) is reported at the key, under its parent.
-                let path = self.parent.path.clone();
                 seed.deserialize(key.name.as_str().into_deserializer())
                     .map(Some)
                     .map_err(|e: DeError| DeError {
-                        located: e.located.or(Some((key.pos, path))),
+                        located: e
+                            .located
+                            .or_else(|| Some((key.pos, self.parent.place.to_path()))),
                         message: e.message,
                     })
             }
@@ -740,17 +775,17 @@ impl<'de, 'a, I: Iterator<Item = &'a (Key, Node)>> MapAccess<'de> for MapDe<'_, 
             .pending
             .take()
             .ok_or_else(|| DeError::custom("value requested before key"))?;
-        seed.deserialize(self.parent.child(Seg::Key(key.name.clone()), node))
+        seed.deserialize(self.parent.key(&key.name, node))
     }
 }
 
 /// Presents a node as `{line, col, value}` to [`Loc`]'s visitor.
-struct LocDe<'a> {
-    de: Option<NodeDe<'a>>,
+struct LocDe<'a, 'p> {
+    de: Option<NodeDe<'a, 'p>>,
     step: u8,
 }
 
-impl<'de> MapAccess<'de> for LocDe<'_> {
+impl<'de> MapAccess<'de> for LocDe<'_, '_> {
     type Error = DeError;
     fn next_key_seed<K: de::DeserializeSeed<'de>>(
         &mut self,

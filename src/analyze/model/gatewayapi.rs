@@ -34,7 +34,7 @@ use crate::manifest::gatewayapi::{
     self as api, BackendRef, GatewayClassSpec, GrpcRouteSpec, HttpRouteMatch, HttpRouteRule,
     HttpRouteSpec, Listener, ParentRef, ReferenceGrantSpec,
 };
-use crate::manifest::istio::{self, spec};
+use crate::manifest::istio;
 use crate::manifest::yaml::{Loc, Pos, ViewError};
 
 /// The class istiod creates and serves, and its controller name.
@@ -137,13 +137,13 @@ pub fn read(m: &mut Model, obj: &SourceObject) {
         .map(str::to_string);
     let g = &mut m.gateway_api;
     let result = match obj.key.kind.as_str() {
-        "Gateway" => spec::<api::GatewaySpec>(&obj.node).map(|spec| {
+        "Gateway" => obj.spec::<api::GatewaySpec>().map(|spec| {
             g.gateways.push(K8sGateway {
                 meta: meta.clone(),
                 spec,
             })
         }),
-        "HTTPRoute" => spec::<HttpRouteSpec>(&obj.node).map(|spec| {
+        "HTTPRoute" => obj.spec::<HttpRouteSpec>().map(|spec| {
             g.routes.push(Route {
                 meta: meta.clone(),
                 spec,
@@ -151,7 +151,7 @@ pub fn read(m: &mut Model, obj: &SourceObject) {
                 parents: Vec::new(),
             })
         }),
-        "GRPCRoute" => spec::<GrpcRouteSpec>(&obj.node).map(|spec| {
+        "GRPCRoute" => obj.spec::<GrpcRouteSpec>().map(|spec| {
             g.routes.push(Route {
                 meta: meta.clone(),
                 spec: grpc_as_http(spec),
@@ -159,7 +159,7 @@ pub fn read(m: &mut Model, obj: &SourceObject) {
                 parents: Vec::new(),
             })
         }),
-        "ReferenceGrant" => spec::<ReferenceGrantSpec>(&obj.node).map(|spec| {
+        "ReferenceGrant" => obj.spec::<ReferenceGrantSpec>().map(|spec| {
             g.grants.push(ReferenceGrant {
                 meta: meta.clone(),
                 spec,
@@ -170,7 +170,7 @@ pub fn read(m: &mut Model, obj: &SourceObject) {
             g.namespace_labels.insert(obj.key.name.clone(), labels);
             Ok(())
         }
-        "GatewayClass" => spec::<GatewayClassSpec>(&obj.node).map(|spec| {
+        "GatewayClass" => obj.spec::<GatewayClassSpec>().map(|spec| {
             let controller = spec.controller_name.unwrap_or_default();
             g.classes.insert(obj.key.name.clone(), controller);
         }),
