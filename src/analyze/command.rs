@@ -250,22 +250,7 @@ fn read_paths(
         path: p.display().to_string(),
         source,
     };
-    let mut files = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| io(p, e))?;
-        if meta.is_dir() {
-            let listing = manifest::list_yaml_files(p).map_err(|e| io(p, e))?;
-            files.extend(listing.files);
-            inputs.notes.extend(
-                listing
-                    .notes
-                    .iter()
-                    .map(|n| format!("{}: {}", n.path.display(), n.message)),
-            );
-        } else {
-            files.push(p.clone());
-        }
-    }
+    let files = list_files(paths, &mut inputs.notes).map_err(|(p, e)| io(&p, e))?;
     let loaded = load_parallel(&files, opts).map_err(|(f, e)| io(&f, e))?;
     inputs
         .objects
@@ -287,25 +272,59 @@ fn read_paths(
                 .map(|n| format!("{}: {}", n.path.display(), n.message)),
         );
         for obj in loaded.objects {
-            match seen.get(&obj.key) {
-                Some(&first) => inputs.load_findings.push(load_error_finding(&LoadError {
-                    file: obj.origin.file.clone(),
-                    pos: obj.origin.pos,
-                    object: Some(obj.key.to_string()),
-                    message: format!(
-                        "defined more than once (first at {})",
-                        inputs.objects[first].origin
-                    ),
-                })),
-                None => {
-                    seen.insert(obj.key.clone(), inputs.objects.len());
-                    inputs.objects.push(obj);
-                }
-            }
+            add_object(inputs, &mut seen, obj);
         }
         inputs.others.extend(loaded.others);
     }
     Ok(())
+}
+
+/// The files of `paths`: directories listed (their notes kept), files as given.
+fn list_files(
+    paths: &[PathBuf],
+    notes: &mut Vec<String>,
+) -> Result<Vec<PathBuf>, (PathBuf, std::io::Error)> {
+    let mut files = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| (p.clone(), e))?;
+        if !meta.is_dir() {
+            files.push(p.clone());
+            continue;
+        }
+        let listing = manifest::list_yaml_files(p).map_err(|e| (p.clone(), e))?;
+        files.extend(listing.files);
+        notes.extend(
+            listing
+                .notes
+                .iter()
+                .map(|n| format!("{}: {}", n.path.display(), n.message)),
+        );
+    }
+    Ok(files)
+}
+
+/// Adds an owned object, or reports it as defined twice (`seen`: where in `inputs.objects`
+/// the first object with each key is).
+fn add_object(
+    inputs: &mut Inputs,
+    seen: &mut HashMap<manifest::ObjectKey, usize>,
+    obj: manifest::SourceObject,
+) {
+    if let Some(&first) = seen.get(&obj.key) {
+        let twice = LoadError {
+            file: obj.origin.file.clone(),
+            pos: obj.origin.pos,
+            object: Some(obj.key.to_string()),
+            message: format!(
+                "defined more than once (first at {})",
+                inputs.objects[first].origin
+            ),
+        };
+        inputs.load_findings.push(load_error_finding(&twice));
+        return;
+    }
+    seen.insert(obj.key.clone(), inputs.objects.len());
+    inputs.objects.push(obj);
 }
 
 /// Reads and parses files on all cores (parsing YAML with positions is most of the cost of

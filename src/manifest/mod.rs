@@ -290,17 +290,7 @@ fn read_object(
         entry.count += 1;
         return;
     }
-    let identity = name_of(&node, &label).and_then(|name| {
-        let namespace = namespace_of(&node, &label, &opts.default_namespace)?;
-        let typed = match owned {
-            true => {
-                typed::read(&gk, &node).map_err(|e| (e.pos, Some(label.clone()), e.to_string()))?
-            }
-            false => None,
-        };
-        Ok((name, namespace, typed))
-    });
-    let (name, namespace, typed) = match identity {
+    let (name, namespace, typed) = match identity(&node, &label, &gk, owned, opts) {
         Ok(i) => i,
         Err(e) => return fail(out, e),
     };
@@ -325,6 +315,25 @@ fn read_object(
         typed,
     };
     push_object(out, obj, owned, &label);
+}
+
+/// An object's name, namespace and (for an owned kind) typed view of its spec.
+fn identity(
+    node: &Node,
+    label: &str,
+    gk: &GroupKind,
+    owned: bool,
+    opts: &LoadOptions,
+) -> Result<(String, String, Option<Arc<TypedSpec>>), Unreadable> {
+    let name = name_of(node, label)?;
+    let namespace = namespace_of(node, label, &opts.default_namespace)?;
+    let typed = match owned {
+        true => {
+            typed::read(gk, node).map_err(|e| (e.pos, Some(label.to_string()), e.to_string()))?
+        }
+        false => None,
+    };
+    Ok((name, namespace, typed))
 }
 
 /// The document as JSON with its namespace written in.
