@@ -386,21 +386,7 @@ fn listeners_for(
     gw: &K8sGateway,
     p: &ParentRef,
 ) -> Attachment {
-    let named: Vec<&Loc<Listener>> = gw
-        .spec
-        .listeners
-        .iter()
-        .filter(|l| {
-            p.section_name
-                .as_ref()
-                .is_none_or(|s| s.value == l.name.value)
-        })
-        .filter(|l| {
-            p.port
-                .as_ref()
-                .is_none_or(|port| port.value == l.port.value)
-        })
-        .collect();
+    let named = named_listeners(gw, p);
     if named.is_empty() {
         return Attachment::NoMatchingParent(no_listener(p));
     }
@@ -441,6 +427,21 @@ fn listeners_for(
         ));
     }
     Attachment::Accepted(accepted)
+}
+
+/// The listeners a parentRef names: all of them, or those its `sectionName` and `port` pick.
+fn named_listeners<'a>(gw: &'a K8sGateway, p: &ParentRef) -> Vec<&'a Loc<Listener>> {
+    let section = |l: &Listener| {
+        p.section_name
+            .as_ref()
+            .is_none_or(|s| s.value == l.name.value)
+    };
+    let port = |l: &Listener| p.port.as_ref().is_none_or(|n| n.value == l.port.value);
+    gw.spec
+        .listeners
+        .iter()
+        .filter(|l| section(l) && port(l))
+        .collect()
 }
 
 /// A route's hostnames as written, lowercased; `*` when it names none.
