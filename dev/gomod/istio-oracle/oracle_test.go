@@ -8,8 +8,9 @@
 // and runs it with ORACLE_BATCH naming a JSON file: a list of scenarios, each
 // {"name", "files": [paths], "requests": path, "out": path}. ORACLE_WORKERS workers (default:
 // GOMAXPROCS) take scenarios in turn, each as a subtest; a worker keeps one discovery server
-// while the scenarios' Kubernetes objects stay the same and swaps only the Istio configs
-// (ORACLE_FRESH=1: a new server for every scenario; ORACLE_DUMP=1 also writes the route
+// while the scenarios' Kubernetes objects stay the same and swaps only the Istio configs,
+// and stops it for a new one when they change (Gateway API objects are Kubernetes objects,
+// so every Gateway API scenario has a server of its own) (ORACLE_FRESH=1: a new server for every scenario; ORACLE_DUMP=1 also writes the route
 // configurations Istio generated next to each "out", as "out".routes.json). A scenario's decisions are written to
 // "out" as a JSON array, or {"error": ...} when the scenario could not run.
 package oracle_test
@@ -83,6 +84,7 @@ func TestOracle(t *testing.T) {
 			for sc := range work {
 				t.Run(sc.Name, func(t *testing.T) { runScenario(t, w, sc) })
 			}
+			w.close()
 		})
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/kube/krt"
+	"istio.io/istio/pkg/test"
 	"istio.io/istio/pkg/test/util/retry"
 )
 
@@ -18,8 +20,38 @@ type worker struct {
 	t       *testing.T
 	fresh   bool
 	s       *xds.FakeDiscoveryServer
+	scope   *scope
 	kubeKey string
 	applied []config.Config
+}
+
+// scope is the worker's test as Istio's fakes see it, with the cleanups of one discovery
+// server kept apart: they run when the worker moves on to another server (a server holds
+// informers, goroutines and their memory), not only when the whole batch ends.
+type scope struct {
+	*testing.T
+	cleanups []func()
+}
+
+func (s *scope) Cleanup(f func()) { s.cleanups = append(s.cleanups, f) }
+
+func (s *scope) close() {
+	for i := len(s.cleanups) - 1; i >= 0; i-- {
+		s.cleanups[i]()
+	}
+	s.cleanups = nil
+	// The fake registers every krt collection it makes with the global debug handler (for
+	// istiod's debug dump), which would keep each stopped server's collections alive; a fresh
+	// handler lets them go (servers still running only lose their debug dump).
+	krt.GlobalDebugHandler = new(krt.DebugHandler)
+}
+
+// close stops the worker's discovery server.
+func (w *worker) close() {
+	if w.scope != nil {
+		w.scope.close()
+	}
+	w.s, w.scope = nil, nil
 }
 
 // server returns a discovery server holding exactly the scenario's objects.
@@ -28,7 +60,9 @@ func (w *worker) server(t *testing.T, in *input) *xds.FakeDiscoveryServer {
 		return newServer(t, in)
 	}
 	if w.s == nil || w.kubeKey != in.kubeKey {
-		w.s, w.kubeKey, w.applied = newServer(w.t, in), in.kubeKey, in.configs
+		w.close()
+		w.scope = &scope{T: w.t}
+		w.s, w.kubeKey, w.applied = newServer(w.scope, in), in.kubeKey, in.configs
 		return w.s
 	}
 	swapConfigs(t, w.s, w.applied, in.configs)
@@ -36,7 +70,7 @@ func (w *worker) server(t *testing.T, in *input) *xds.FakeDiscoveryServer {
 	return w.s
 }
 
-func newServer(t *testing.T, in *input) *xds.FakeDiscoveryServer {
+func newServer(t test.Failer, in *input) *xds.FakeDiscoveryServer {
 	s := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
 		Configs:            in.configs,
 		KubernetesObjects:  in.kube,
