@@ -6,8 +6,8 @@
 # Runs every scenario of the corpus (tests/fidelity/NAME/: *.yaml + requests.json, with
 # tests/fidelity/base.yaml's workloads; expect.json lists the differences meshloop makes on
 # purpose; a meshloop.yaml naming `ingress.gateway` sends the requests to that Gateway API
-# Gateway, in both tools) and N scenarios of the seeded generator (tests/fidelity/tool; default N=2000,
-# FIDELITY_N), through both `meshloop explain --offline -o json --requests` and dev/oracle
+# Gateway, in both tools), N Istio scenarios of the seeded generator (tests/fidelity/tool;
+# default N=2000, FIDELITY_N) and N/4 Gateway API ones (FIDELITY_GATEWAY_API), through both `meshloop explain --offline -o json --requests` and dev/oracle
 # (Istio's config generator + Envoy's route semantics), then prints the agreement per
 # decision field, each disagreement with the objects involved, and the precision and
 # recall of the error findings that predict 404/503 (`meshloop check`), and the time per
@@ -19,6 +19,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 n=${FIDELITY_N:-2000}
+gateway_api=${FIDELITY_GATEWAY_API:-$((n / 4))}
 seed=${FIDELITY_SEED:-1}
 show=20
 keep=
@@ -44,7 +45,7 @@ mkdir -p "$work/out" "$work/cwd"
 cargo build --quiet --bin meshloop
 meshloop=$root/target/debug/meshloop
 (cd tests/fidelity/tool && GOTOOLCHAIN=local go build -o "$work/fidelity" .)
-"$work/fidelity" gen --out "$work/gen" --n "$n" --seed "$seed"
+"$work/fidelity" gen --out "$work/gen" --n "$n" --gateway-api "$gateway_api" --seed "$seed"
 dev/oracle --build >/dev/null
 
 # The scenario list: the oracle's batch, and the runs the comparison reads.
