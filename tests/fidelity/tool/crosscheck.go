@@ -51,15 +51,21 @@ func fileLine(at string) (string, int) {
 
 // linked returns the index of the destination a finding points at: the last destination
 // (of the VirtualService's file) that starts at or above the finding's line, a few lines up
-// at most; or a destination that went through the finding's line (a DestinationRule subset).
+// at most (none for a Gateway API backendRef); or a destination that went through the finding's line (a DestinationRule subset).
 func linked(f finding, ds []destination) int {
+	// A Gateway API backend finding is on the backendRef's own line, which is where the
+	// destination starts: no lines above it.
+	reach := 3
+	if strings.HasPrefix(f.Code, "ML06") {
+		reach = 0
+	}
 	best, bestLine := -1, 0
 	for j, d := range ds {
 		if d.At == nil {
 			continue
 		}
 		file, line := fileLine(*d.At)
-		if sameFile(file, f.File) && line <= f.Line && f.Line-line <= 3 && line >= bestLine {
+		if sameFile(file, f.File) && line <= f.Line && f.Line-line <= reach && line >= bestLine {
 			best, bestLine = j, line
 		}
 	}
