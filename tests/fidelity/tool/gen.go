@@ -210,17 +210,8 @@ func (g *generator) match(b *strings.Builder) {
 	var conds []string
 	if g.chance(0.75) {
 		kind := g.pick("exact", "prefix", "prefix", "regex")
-		var v string
-		switch kind {
-		case "exact":
-			v = g.pick("/fortune", "/", "/api/v1/users", "/API/v1")
-		case "prefix":
-			v = g.pick("/", "/api", "/api/v1", "/static", "/API", "/fortune")
-		default:
-			v = g.pick("/api/.*", "/v[0-9]+/.*", ".*", "/fortune", "/api")
-		}
+		v := g.pathValue(kind != "prefix", kind == "regex")
 		conds = append(conds, fmt.Sprintf("uri: {%s: %q}", kind, v))
-		g.paths = append(g.paths, strings.ReplaceAll(strings.ReplaceAll(v, ".*", "/x"), "[0-9]+", "3"))
 	}
 	if g.chance(0.15) {
 		conds = append(conds, "ignoreUriCase: true")
@@ -244,6 +235,22 @@ func (g *generator) match(b *strings.Builder) {
 		conds = append(conds, `uri: {prefix: "/"}`)
 	}
 	fmt.Fprintf(b, "{%s}\n", strings.Join(conds, ", "))
+}
+
+// pathValue picks a path to match (exact, prefix or regex; `prefixes` adds to the prefixes)
+// and remembers a request path it matches.
+func (g *generator) pathValue(exact, regex bool, prefixes ...string) string {
+	var v string
+	switch {
+	case regex:
+		v = g.pick("/api/.*", "/v[0-9]+/.*", ".*", "/fortune", "/api")
+	case exact:
+		v = g.pick("/fortune", "/", "/api/v1/users", "/API/v1")
+	default:
+		v = g.pick(append([]string{"/", "/api", "/api/v1", "/static", "/API", "/fortune"}, prefixes...)...)
+	}
+	g.paths = append(g.paths, strings.ReplaceAll(strings.ReplaceAll(v, ".*", "/x"), "[0-9]+", "3"))
+	return v
 }
 
 func (g *generator) destinations(b *strings.Builder) {

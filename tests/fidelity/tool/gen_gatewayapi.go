@@ -166,18 +166,9 @@ func (g *generator) httpRouteMatch(b *strings.Builder) bool {
 	prefix := true
 	if g.chance(0.75) {
 		kind := g.pick("Exact", "PathPrefix", "PathPrefix", "RegularExpression")
-		var v string
-		switch kind {
-		case "Exact":
-			v = g.pick("/fortune", "/", "/api/v1/users", "/API/v1")
-		case "PathPrefix":
-			v = g.pick("/", "/api", "/api/v1", "/static", "/API", "/fortune", "/api/")
-		default:
-			v = g.pick("/api/.*", "/v[0-9]+/.*", ".*", "/fortune", "/api")
-		}
 		prefix = kind == "PathPrefix"
+		v := g.pathValue(!prefix, kind == "RegularExpression", "/api/")
 		conds = append(conds, fmt.Sprintf("path: {type: %s, value: %q}", kind, v))
-		g.paths = append(g.paths, strings.ReplaceAll(strings.ReplaceAll(v, ".*", "/x"), "[0-9]+", "3"))
 	}
 	if g.chance(0.15) {
 		conds = append(conds, fmt.Sprintf("method: %s", g.pick("GET", "POST")))
